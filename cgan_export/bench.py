@@ -1,0 +1,96 @@
+"""Side-by-side inference benchmark: torch eager, TorchScript and ONNX Runtime, with a matmul roofline."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .export import export, parity_inputs
+from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul throughput of this machine (torch, all threads): the roofline."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size ** 3 / median_seconds(lambda: a @ b, repeats, warmup=2) / 1e9
+
+
+def flops_per_image(net: torch.nn.Module, z_dim: int, num_classes: int) -> float:
+    """FLOPs of one forward pass at batch 1 (torch's FLOP counter: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net(torch.zeros(1, z_dim), torch.zeros(1, num_classes))
+    return float(counter.get_total_flops())
+
+
+def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
+    """Export ``checkpoint`` into ``folder`` and open every backend on it (CUDA ones when usable)."""
+    formats = ["onnx", "torchscript"] + (["onnx-fp16"] if cuda_usable() else [])
+    export(checkpoint, formats, folder, report=lambda _: None)
+    runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu"),
+                                  "torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
+                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu")}
+    if cuda_usable():
+        runners["torch eager cuda"] = TorchBackend(checkpoint, "cuda")
+        runners["onnxruntime cuda"] = OnnxBackend(folder / "generator.onnx", "cuda")
+        runners["onnxruntime cuda fp16"] = OnnxBackend(folder / "generator.fp16.onnx", "cuda")
+    return runners
+
+
+def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo: Callable[[str], None] = print,
+              markdown: bool = True) -> list[dict]:
+    """Time every backend at every batch size in one run; print images/s and ratios to eager."""
+    with tempfile.TemporaryDirectory() as tmp:
+        runners = backends_for(checkpoint, Path(tmp))
+        eager = runners["torch eager"]
+        meta = eager.metadata
+        flops = flops_per_image(eager.net, meta["z_dim"], meta["num_classes"])
+        roof = matmul_gflops()
+        echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roof:.0f} GFLOP/s "
+             f"(fp32, {torch.get_num_threads()} threads)")
+        rows = []
+        for batch in batch_sizes:
+            noise, condition = parity_inputs(meta, batch)
+            base = None
+            for name, runner in runners.items():
+                seconds = median_seconds(lambda: runner.run(noise, condition), repeats)
+                ips = batch / seconds
+                base = base or ips
+                rows.append({"batch": batch, "backend": name, "images_per_second": ips, "vs_eager": ips / base,
+                             "gflops": ips * flops / 1e9, "roofline_pct": 100 * ips * flops / 1e9 / roof})
+    _print_table(rows, echo, markdown)
+    return rows
+
+
+def _print_table(rows: list[dict], echo: Callable[[str], None], markdown: bool) -> None:
+    head = ["batch", "backend", "images/s", "x torch eager", "GFLOP/s", "% of matmul roofline"]
+    lines = [[str(r["batch"]), r["backend"], f"{r['images_per_second']:.1f}", f"{r['vs_eager']:.2f}x",
+              f"{r['gflops']:.1f}", f"{r['roofline_pct']:.1f}"] for r in rows]
+    if markdown:
+        echo("| " + " | ".join(head) + " |")
+        echo("|" + "---|" * len(head))
+        for line in lines:
+            echo("| " + " | ".join(line) + " |")
+    else:
+        for line in [head] + lines:
+            echo("  ".join(f"{c:>14s}" for c in line))

@@ -1,0 +1,79 @@
+"""Self-describing generator checkpoints: architecture, config, weights, vocabulary, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import ModelFileError
+from .io import atomic_path
+from .networks import GENERATORS, build_generator, generator_config
+from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
+
+GENERATOR_KIND = "cgan-export/generator"
+
+
+def make_noise(n: int, z_dim: int, seed: int) -> np.ndarray:
+    """The noise every backend uses for ``seed``: float32 standard normal ``[n, z_dim]``."""
+    return np.random.default_rng(seed).standard_normal((n, z_dim), dtype=np.float32)
+
+
+def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict | None = None,
+                         training: dict | None = None) -> dict:
+    """The content of a generator checkpoint (what ``export`` accepts)."""
+    return {
+        "kind": GENERATOR_KIND,
+        "architecture": net.architecture,
+        "config": generator_config(net),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "vocabulary": vocabulary.to_mapping(),
+        "max_objects": vocabulary.max_objects,
+        "z_dim": net.config.z_dim,
+        "image_size": net.config.image_size,
+        "metrics": metrics or {},
+        "training": training or {},
+    }
+
+
+def save_generator(path: Path, net: nn.Module, vocabulary: Vocabulary, metrics: dict | None = None,
+                   training: dict | None = None) -> Path:
+    """Write a generator checkpoint atomically."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(generator_checkpoint(net, vocabulary, metrics, training), tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def load_generator(path: Path) -> tuple[nn.Module, dict]:
+    """Rebuild the generator from a checkpoint file alone; returns ``(net in eval mode, checkpoint info)``."""
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != GENERATOR_KIND:
+        raise ModelFileError(f"{path} is not a generator checkpoint (train one with: python cli.py train)")
+    if ckpt["architecture"] not in GENERATORS:
+        raise ModelFileError(f"{path}: unknown generator architecture {ckpt['architecture']!r}")
+    net = build_generator(ckpt["architecture"], ckpt["config"])
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"{path}: weights do not match the architecture: {str(exc).splitlines()[0]}") from None
+    info = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    info.setdefault("max_objects", DEFAULT_MAX_OBJECTS)
+    return net.eval(), info
+
+
+def checkpoint_vocabulary(info: dict) -> Vocabulary:
+    """The vocabulary stored in a checkpoint's info."""
+    return Vocabulary.from_mapping(info["vocabulary"], info.get("max_objects", DEFAULT_MAX_OBJECTS))

@@ -1,0 +1,109 @@
+"""The lab evaluator: a ResNet-18 multi-label classifier and the lab accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from .errors import ModelFileError
+from .vocabulary import Vocabulary
+
+EVALUATOR_KIND = "cgan-export/evaluator"
+
+
+def build_classifier(num_classes: int = 24) -> nn.Module:
+    """torchvision ResNet-18 with ``fc = Linear(512, num_classes)``; outputs logits (sigmoid applied by callers)."""
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = nn.Linear(512, num_classes)
+    return net
+
+
+def lab_accuracy(scores: torch.Tensor, conditions: torch.Tensor) -> float:
+    """Total top-k hits / total objects, k = objects per image.  ``scores``, ``conditions``: [N, 24]."""
+    hits, total = lab_hits(scores, conditions)
+    return hits / max(total, 1)
+
+
+def lab_hits(scores: torch.Tensor, conditions: torch.Tensor) -> tuple[int, int]:
+    """(hits, objects) of the lab accuracy, so partial results can be summed."""
+    hits = 0
+    ks = conditions.sum(dim=1).round().long()  # [N]
+    for row, cond, k in zip(scores, conditions, ks.tolist()):
+        top = row.topk(k).indices
+        hits += int(cond[top].gt(0.5).sum())
+    return hits, int(ks.sum())
+
+
+def per_object_hits(scores: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class (hits [24], counts [24]) of the lab top-k rule."""
+    hits = torch.zeros(conditions.shape[1])
+    counts = conditions.gt(0.5).sum(dim=0).float()
+    ks = conditions.sum(dim=1).round().long()
+    for row, cond, k in zip(scores, conditions, ks.tolist()):
+        chosen = torch.zeros_like(cond)
+        chosen[row.topk(k).indices] = 1.0
+        hits += chosen * cond.gt(0.5).float()
+    return hits, counts
+
+
+class Evaluator:
+    """A loaded evaluator: scores images in [-1, 1] (any size; resized to its input size)."""
+
+    def __init__(self, net: nn.Module, vocabulary: Vocabulary, image_size: int, info: dict):
+        self.net = net.eval()
+        self.vocabulary = vocabulary
+        self.image_size = image_size
+        self.info = info
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Sigmoid outputs [N, 24] for float images [N, 3, H, W] in [-1, 1]."""
+        out = []
+        for chunk in images.split(batch_size):
+            chunk = chunk.float()
+            if chunk.shape[-1] != self.image_size:
+                chunk = nn.functional.interpolate(chunk, size=self.image_size, mode="area")
+            out.append(torch.sigmoid(self.net(chunk.contiguous(memory_format=torch.channels_last)).float()))
+        return torch.cat(out)
+
+    def accuracy(self, images: torch.Tensor, conditions: torch.Tensor) -> float:
+        """The lab accuracy of ``images`` [N, 3, H, W] against multi-hot ``conditions`` [N, 24]."""
+        return lab_accuracy(self.scores(images), conditions)
+
+
+def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int, metrics: dict, config: dict) -> dict:
+    """The self-describing evaluator file content (fp16 weights)."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    return {
+        "kind": EVALUATOR_KIND,
+        "architecture": "resnet18",
+        "state_dict": state,
+        "vocabulary": vocabulary.to_mapping(),
+        "image_size": image_size,
+        "normalization": "x / 127.5 - 1 (RGB, values in [-1, 1])",
+        "output": "sigmoid over logits, one per object",
+        "metrics": metrics,
+        "config": config,
+    }
+
+
+def load_evaluator(path: Path) -> Evaluator:
+    """Load an evaluator file written by ``cli.py evaluator train`` (weights only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"evaluator file {path} does not exist (train one with: python cli.py evaluator train)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"cannot read evaluator file {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != EVALUATOR_KIND:
+        raise ModelFileError(f"{path} is not an evaluator file")
+    vocabulary = Vocabulary.from_mapping(ckpt["vocabulary"])
+    net = build_classifier(len(vocabulary))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    net = net.to(memory_format=torch.channels_last)
+    info = {k: ckpt[k] for k in ("metrics", "config", "normalization") if k in ckpt}
+    return Evaluator(net, vocabulary, int(ckpt["image_size"]), info)

@@ -1,0 +1,225 @@
+"""Export a generator checkpoint to ONNX and TorchScript with one embedded metadata dict, then check parity."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from . import __version__
+from .checkpoint import load_generator
+from .errors import CganError
+from .io import atomic_path, write_json
+from .networks import fold_batchnorms
+
+METADATA_KEY = "cgan_export"
+TS_METADATA_FILE = "metadata.json"
+OPSET = 18
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+PARITY_BATCHES = (1, 7)
+
+
+class ExportError(CganError):
+    """An export whose artifact disagrees with eager PyTorch, or that cannot be written."""
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the format table."""
+
+    name: str
+    file_name: str
+    export: Callable[[nn.Module, dict, Path], None]
+    run: Callable[[Path, np.ndarray, np.ndarray], np.ndarray]
+    precision: str = "fp32"
+
+
+def prepare_for_inference(net: nn.Module) -> nn.Module:
+    """A copy in eval mode with parametrizations (spectral norm, ...) removed and BatchNorm folded."""
+    net = copy.deepcopy(net).cpu().float().eval()
+    for module in net.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name)
+    return fold_batchnorms(net).requires_grad_(False)
+
+
+def weights_sha256(net: nn.Module) -> str:
+    """sha256 over the state_dict's names and raw bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_metadata(net: nn.Module, info: dict) -> dict:
+    """The one metadata dict embedded in every artifact and written beside them."""
+    num_classes = len(info["vocabulary"])
+    return {
+        "format_version": 1,
+        "package_version": __version__,
+        "architecture": info["architecture"],
+        "config": info["config"],
+        "vocabulary": info["vocabulary"],
+        "max_objects": int(info.get("max_objects", 3)),
+        "z_dim": int(info["z_dim"]),
+        "num_classes": num_classes,
+        "image_size": int(info["image_size"]),
+        "inputs": {"noise": ["N", int(info["z_dim"])], "condition": ["N", num_classes]},
+        "outputs": {"image": ["N", 3, int(info["image_size"]), int(info["image_size"])]},
+        "value_range": [-1.0, 1.0],
+        "metrics": info.get("metrics", {}),
+        "training": {k: v for k, v in info.get("training", {}).items() if k != "config"},
+        "weights_sha256": weights_sha256(net),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class _Float16IO(nn.Module):
+    """Run ``net`` in fp16 while its inputs and output stay float32."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(net).half()
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.net(noise.half(), condition.half()).float()
+
+
+def _export_onnx(net: nn.Module, metadata: dict, path: Path) -> None:
+    import onnx
+
+    z, c = metadata["z_dim"], metadata["num_classes"]
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            net, (torch.zeros(2, z), torch.zeros(2, c)), None, input_names=["noise", "condition"],
+            output_names=["image"], dynamic_shapes={"noise": {0: batch}, "condition": {0: batch}},
+            opset_version=OPSET, dynamo=True, verbose=False, optimize=True)
+    program.save(buffer)  # weights inline; our models are far below the 2 GB protobuf limit
+    model = onnx.load_from_string(buffer.getvalue())
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.input[1].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    model.producer_name, model.producer_version = "cgan-export", __version__
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata, sort_keys=True)})
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save(model, tmp)
+
+
+def _export_onnx_fp16(net: nn.Module, metadata: dict, path: Path) -> None:
+    _export_onnx(_Float16IO(net), {**metadata, "precision": "fp16"}, path)
+
+
+def _export_torchscript(net: nn.Module, metadata: dict, path: Path) -> None:
+    z, c = metadata["z_dim"], metadata["num_classes"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, (torch.zeros(2, z), torch.zeros(2, c)), check_trace=False)
+        frozen = torch.jit.freeze(traced.eval())
+        with atomic_path(path) as tmp:
+            torch.jit.save(frozen, str(tmp), _extra_files={TS_METADATA_FILE: json.dumps(metadata, sort_keys=True)})
+
+
+def _run_onnx(path: Path, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    from .runtime import OnnxSession
+
+    return OnnxSession(path, device="auto").run(noise, condition)
+
+
+def _run_torchscript(path: Path, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu")
+        with torch.no_grad():
+            return module(torch.from_numpy(noise), torch.from_numpy(condition)).numpy()
+
+
+FORMATS: dict[str, ExportFormat] = {
+    "onnx": ExportFormat("onnx", "generator.onnx", _export_onnx, _run_onnx),
+    "torchscript": ExportFormat("torchscript", "generator.torchscript.pt", _export_torchscript, _run_torchscript),
+    "onnx-fp16": ExportFormat("onnx-fp16", "generator.fp16.onnx", _export_onnx_fp16, _run_onnx, "fp16"),
+}
+
+
+def parity_inputs(metadata: dict, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed random noise [B, Z] and multi-hot conditions [B, C] with 1-3 objects each."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((batch, metadata["z_dim"]), dtype=np.float32)
+    condition = np.zeros((batch, metadata["num_classes"]), np.float32)
+    for row in condition:
+        row[rng.choice(metadata["num_classes"], size=rng.integers(1, metadata["max_objects"] + 1), replace=False)] = 1
+    return noise, condition
+
+
+def check_parity(fmt: ExportFormat, path: Path, eager: nn.Module, metadata: dict) -> float:
+    """Max abs difference between the artifact and eager PyTorch; raises over tolerance."""
+    worst = 0.0
+    for batch in PARITY_BATCHES:
+        noise, condition = parity_inputs(metadata, batch, seed=batch)
+        with torch.no_grad():
+            expected = eager(torch.from_numpy(noise), torch.from_numpy(condition)).numpy()
+        got = fmt.run(path, noise, condition)
+        if got.shape != expected.shape:
+            raise ExportError(f"{fmt.name} parity: output shape {got.shape} != eager {expected.shape} at batch {batch}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    tol = TOLERANCE[fmt.precision]
+    if worst > tol:
+        raise ExportError(f"{fmt.name} parity failed: max abs difference {worst:.3g} > {tol:g} (batches {PARITY_BATCHES})")
+    return worst
+
+
+def fp16_runnable() -> bool:
+    """fp16 ONNX parity needs ONNX Runtime's CUDA provider on a usable GPU."""
+    from .runtime import cuda_usable
+
+    return cuda_usable()
+
+
+def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[str], None] = print) -> dict:
+    """Export ``checkpoint`` to each format in ``formats``, check parity, write ``manifest.json``; return it."""
+    eager, info = load_generator(checkpoint)
+    prepared = prepare_for_inference(eager)
+    metadata = build_metadata(prepared, info)
+    out = Path(out)
+    manifest = {"metadata": metadata, "files": {}}
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():  # keep entries of formats exported earlier into the same folder
+        try:
+            manifest["files"] = json.loads(manifest_path.read_text()).get("files", {})
+        except json.JSONDecodeError:
+            pass
+    for name in formats:
+        fmt = FORMATS[name]
+        path = out / fmt.file_name
+        start = time.time()
+        fmt.export(prepared, metadata, path)
+        if fmt.precision == "fp16" and not fp16_runnable():
+            diff, note = None, "parity not checked: needs a CUDA GPU"
+        else:
+            diff, note = check_parity(fmt, path, eager, metadata), "parity ok"
+        size = path.stat().st_size
+        manifest["files"][fmt.file_name] = {
+            "format": fmt.name, "precision": fmt.precision, "bytes": size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parity_max_abs_diff": diff}
+        report(f"{fmt.name:12s} {path}  {size / 1e6:.1f} MB  {time.time() - start:.1f} s  "
+               f"{note}{f' (max abs diff {diff:.2e})' if diff is not None else ''}")
+    write_json(manifest_path, manifest)
+    return manifest

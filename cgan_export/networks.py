@@ -1,0 +1,278 @@
+"""Generator networks, one registry by architecture name (shared by training and export).
+
+Every generator maps ``noise [N, Z]`` and ``condition [N, C]`` (multi-hot) to
+``image [N, 3, H, W]`` in [-1, 1]; ``forward`` draws no random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GENERATORS: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a generator to the registry under ``name``."""
+    def wrap(cls: type[nn.Module]) -> type[nn.Module]:
+        cls.architecture = name
+        GENERATORS[name] = cls
+        return cls
+    return wrap
+
+
+def build_generator(architecture: str, config: dict | None = None) -> nn.Module:
+    """Instantiate a registered generator from its config dict (unknown keys rejected)."""
+    if architecture not in GENERATORS:
+        raise KeyError(f"unknown generator architecture {architecture!r}; known: {sorted(GENERATORS)}")
+    cls = GENERATORS[architecture]
+    known = {f.name for f in fields(cls.Config)}
+    extra = set(config or {}) - known
+    if extra:
+        raise KeyError(f"config keys {sorted(extra)} are not part of {architecture}'s config")
+    return cls(cls.Config(**(config or {})))
+
+
+def generator_config(net: nn.Module) -> dict:
+    """The config dict that rebuilds ``net`` with :func:`build_generator`."""
+    return asdict(net.config)
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) conv weights, N(1, 0.02) norm scales."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def up_block(cin: int, cout: int, kernel: int = 4, stride: int = 2, padding: int = 1) -> nn.Sequential:
+    """ConvTranspose2d -> BatchNorm2d -> ReLU (BatchNorm folds into the conv at export)."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm without affine, then a per-sample scale and shift projected from the condition embedding."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(embed_dim, channels)
+        self.bias = nn.Linear(embed_dim, channels)
+        nn.init.zeros_(self.gain.weight), nn.init.zeros_(self.gain.bias)
+        nn.init.zeros_(self.bias.weight), nn.init.zeros_(self.bias.bias)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        gain = 1.0 + self.gain(embedding)[:, :, None, None]  # [N, C, 1, 1]
+        bias = self.bias(embedding)[:, :, None, None]  # [N, C, 1, 1]
+        return self.bn(x) * gain + bias
+
+
+class CBNUpBlock(nn.Module):
+    """ConvTranspose2d(k4, s2) -> conditional BatchNorm -> ReLU; doubles the resolution."""
+
+    def __init__(self, cin: int, cout: int, embed_dim: int):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+        self.norm = ConditionalBatchNorm2d(cout, embed_dim)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x), embedding))
+
+    def fold_batchnorm(self) -> None:
+        """Fold the running statistics into ``conv`` (eval mode only)."""
+        self.conv = fuse_conv_bn(self.conv, self.norm.bn)
+        self.norm.bn = nn.Identity()
+
+
+@register("best")
+class CBNGenerator(nn.Module):
+    """Our design: learned projection of the multi-hot condition, conditional BatchNorm at every scale."""
+
+    @dataclass(frozen=True)
+    class Config:
+        z_dim: int = 128
+        num_classes: int = 24
+        embed_dim: int = 128
+        ngf: int = 64
+        image_size: int = 64
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = c = config
+        stages = {32: 3, 64: 4, 128: 5}[c.image_size]
+        widths = [c.ngf * min(8, 2 ** (stages - 1 - i)) for i in range(stages)] + [max(c.ngf // 2, 16)]
+        self.embed = nn.Linear(c.num_classes, c.embed_dim, bias=False)
+        self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * 16)
+        self.fc_norm = ConditionalBatchNorm2d(widths[0], c.embed_dim)
+        self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], c.embed_dim) for i in range(stages))
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        init_dcgan(self)
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        e = self.embed(condition)  # [N, E]
+        x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, 4, 4)  # [N, 8ngf, 4, 4]
+        x = F.relu(self.fc_norm(x, e))
+        for block in self.blocks:
+            x = block(x, e)  # [N, C, 2H, 2W]
+        return torch.tanh(self.to_rgb(x))  # [N, 3, H, W]
+
+    def fold_batchnorm(self) -> None:
+        """Fold the first BatchNorm's running statistics into ``fc`` (eval mode only)."""
+        bn = self.fc_norm.bn
+        scale = (bn.running_var + bn.eps).rsqrt()  # [C]
+        shift = -bn.running_mean * scale
+        per_feature = scale.repeat_interleave(16)  # fc features are laid out [C, 4, 4]
+        fc = nn.Linear(self.fc.in_features, self.fc.out_features)
+        fc.weight.data = self.fc.weight.data * per_feature[:, None]
+        fc.bias.data = self.fc.bias.data * per_feature + shift.repeat_interleave(16)
+        self.fc, self.fc_norm.bn = fc, nn.Identity()
+
+
+@register("dcgan")
+class DCGANGenerator(nn.Module):
+    """Conditional DCGAN (reports 001 and 003): condition concatenated to the noise."""
+
+    @dataclass(frozen=True)
+    class Config:
+        z_dim: int = 100
+        num_classes: int = 24
+        ngf: int = 64
+        image_size: int = 64
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = c = config
+        g = c.ngf
+        self.main = nn.Sequential(
+            up_block(c.z_dim + c.num_classes, g * 8, 4, 1, 0),  # [N, 8g, 4, 4]
+            up_block(g * 8, g * 4), up_block(g * 4, g * 2), up_block(g * 2, g),  # [N, g, 32, 32]
+            nn.ConvTranspose2d(g, 3, 4, 2, 1, bias=False), nn.Tanh(),  # [N, 3, 64, 64]
+        )
+        init_dcgan(self)
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([noise, condition], dim=1)[:, :, None, None]  # [N, Z + 24, 1, 1]
+        return self.main(x)
+
+
+@register("acgan")
+class ACGANGenerator(nn.Module):
+    """Report 000: Linear(Z + 24 -> 768), five stride-2 ConvTranspose2d to 128x128, area-resized to 64x64."""
+
+    @dataclass(frozen=True)
+    class Config:
+        z_dim: int = 104
+        num_classes: int = 24
+        image_size: int = 64  # the 128x128 canvas is average-pooled to this size
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = c = config
+        self.fc1 = nn.Linear(c.z_dim + c.num_classes, 768)
+        self.main = nn.Sequential(
+            up_block(768, 384, 5, 2, 0), up_block(384, 256, 5, 2, 0),  # 1 -> 5 -> 13
+            up_block(256, 192, 5, 2, 0), up_block(192, 64, 5, 2, 0),  # -> 29 -> 61
+            nn.ConvTranspose2d(64, 3, 8, 2, 0, bias=False), nn.Tanh(),  # -> 128
+        )
+        init_dcgan(self)
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(torch.cat([noise, condition], dim=1))[:, :, None, None]  # [N, 768, 1, 1]
+        x = self.main(x)  # [N, 3, 128, 128]
+        factor = x.shape[-1] // self.config.image_size
+        return F.avg_pool2d(x, factor) if factor > 1 else x  # [N, 3, 64, 64]
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention: query/key at C/8 channels, value at C, learned residual gate."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.query_conv = nn.Conv2d(channels, channels // 8, 1)
+        self.key_conv = nn.Conv2d(channels, channels // 8, 1)
+        self.value_conv = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.query_conv(x).flatten(2).transpose(1, 2)  # [N, HW, C/8]
+        k = self.key_conv(x).flatten(2)  # [N, C/8, HW]
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # [N, HW, HW]
+        v = self.value_conv(x).flatten(2)  # [N, C, HW]
+        out = torch.bmm(v, attn.transpose(1, 2)).view(n, c, h, w)
+        return x + self.gamma * out
+
+
+@register("sagan")
+class SAGANGenerator(nn.Module):
+    """Report 004: condition expanded by Linear(24 -> 200), self-attention at 16x16 and 32x32."""
+
+    @dataclass(frozen=True)
+    class Config:
+        z_dim: int = 100
+        num_classes: int = 24
+        condition_dim: int = 200
+        ngf: int = 64
+        image_size: int = 64
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = c = config
+        g = c.ngf
+        self.conditionExpand = nn.Sequential(nn.Linear(c.num_classes, c.condition_dim), nn.ReLU())
+        self.l1 = up_block(c.z_dim + c.condition_dim, g * 8, 4, 1, 0)  # [N, 8g, 4, 4]
+        self.l2 = up_block(g * 8, g * 4)  # 8x8
+        self.l3 = up_block(g * 4, g * 2)  # 16x16
+        self.attn1 = SelfAttention(g * 2)
+        self.l4 = up_block(g * 2, g)  # 32x32
+        self.attn2 = SelfAttention(g)
+        self.l5 = nn.ConvTranspose2d(g, 3, 4, 2, 1)  # 64x64
+        init_dcgan(self)
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([noise, self.conditionExpand(condition)], dim=1)[:, :, None, None]  # [N, Z + 200, 1, 1]
+        x = self.l3(self.l2(self.l1(x)))
+        x = self.l4(self.attn1(x))
+        return torch.tanh(self.l5(self.attn2(x)))  # [N, 3, 64, 64]
+
+
+def fuse_conv_bn(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
+    """A copy of ``conv`` (Conv2d or ConvTranspose2d) with ``bn``'s eval-mode transform folded in."""
+    scale = (bn.running_var + bn.eps).rsqrt()  # [C]
+    if bn.affine:
+        scale = scale * bn.weight
+    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       **({"output_padding": conv.output_padding} if isinstance(conv, nn.ConvTranspose2d) else {}),
+                       groups=conv.groups, bias=True, dilation=conv.dilation)
+    w = conv.weight.detach()
+    if isinstance(conv, nn.ConvTranspose2d):  # weight [Cin, Cout / groups, k, k]
+        fused.weight.data = w * scale.detach()[None, :, None, None]
+    else:  # weight [Cout, Cin / groups, k, k]
+        fused.weight.data = w * scale.detach()[:, None, None, None]
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
+    fused.bias.data = (bias * scale + shift).detach()
+    return fused
+
+
+def fold_batchnorms(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a conv in a Sequential, and call each ``fold_batchnorm`` hook."""
+    for module in list(net.modules()):
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
+                    module[i], module[i + 1] = fuse_conv_bn(conv, bn), nn.Identity()
+        if hasattr(module, "fold_batchnorm"):
+            module.fold_batchnorm()
+    return net

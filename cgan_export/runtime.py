@@ -1,0 +1,255 @@
+"""One generation API over three backends: ONNX Runtime (default), TorchScript and eager PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .errors import CganError, ModelFileError
+from .vocabulary import Vocabulary
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+EXPORTED_DIR = PACKAGE_ROOT / "exported"
+DEFAULT_MODELS = {
+    "onnx": EXPORTED_DIR / "generator.onnx",
+    "torchscript": EXPORTED_DIR / "generator.torchscript.pt",
+    "torch": EXPORTED_DIR / "generator.pt",
+}
+DEVICES = ("auto", "cuda", "cpu")
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def cuda_usable() -> bool:
+    """True when ONNX Runtime has a CUDA provider and a GPU really answers (torch loads the CUDA libraries)."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when usable else ``cpu``; ``cuda`` without a usable GPU is an error."""
+    if device not in DEVICES:
+        raise CganError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    usable = cuda_usable()
+    if device == "cuda" and not usable:
+        raise CganError("--device cuda: no usable CUDA GPU / CUDAExecutionProvider here (use --device cpu or auto)")
+    return "cuda" if usable else "cpu"
+
+
+def _require_file(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist (export one with: python cli.py export)")
+    return path
+
+
+def _parse_metadata(raw: str | None, path: Path) -> dict:
+    if not raw:
+        raise ModelFileError(f"{path} carries no cgan-export metadata (re-export it with: python cli.py export)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: its metadata is not valid JSON") from None
+    missing = {"vocabulary", "z_dim", "image_size"} - set(meta)
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {sorted(missing)}")
+    return meta
+
+
+class OnnxSession:
+    """An ONNX Runtime session with checked providers, deliberate options, dtype casting and CUDA IO binding."""
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, cuda_graph: bool = False):
+        import onnxruntime as ort
+
+        self.path = _require_file(path)
+        self.device = resolve_device(device)
+        if self.device == "cuda":
+            import torch  # noqa: F401  (loads the CUDA libraries ONNX Runtime's CUDA provider needs)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers: list = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1" if cuda_graph else "0"}),
+                         "CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:
+            raise ModelFileError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}") from None
+        self.input_types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
+        self.cuda_graph = cuda_graph and self.device == "cuda"
+        self._binding = None
+
+    @property
+    def metadata(self) -> dict:
+        """The embedded cgan-export metadata."""
+        from .export import METADATA_KEY
+
+        return _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), self.path)
+
+    def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        """``image`` float32 [N, 3, H, W] for ``noise`` [N, Z] and ``condition`` [N, C]."""
+        feeds = {"noise": noise, "condition": condition}
+        feeds = {k: np.ascontiguousarray(v, dtype=self.input_types[k]) for k, v in feeds.items()}
+        if self.device == "cuda":
+            return self._run_bound(feeds)
+        return self.session.run(["image"], feeds)[0].astype(np.float32, copy=False)
+
+    def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """CUDA: inputs copied once to device buffers, output preallocated on the device (reused per shape)."""
+        import onnxruntime as ort
+
+        n = feeds["noise"].shape[0]
+        if self._binding is None or self._binding[0] != n:
+            out_shape = [n, 3, *self.session.get_outputs()[0].shape[2:]]
+            out_type = self.session.get_outputs()[0].type
+            inputs = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feeds.items()}
+            output = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, _ORT_TYPES.get(out_type, np.float32), "cuda", 0)
+            binding = self.session.io_binding()
+            for k, v in inputs.items():
+                binding.bind_ortvalue_input(k, v)
+            binding.bind_ortvalue_output("image", output)
+            self._binding = (n, binding, inputs, output)
+        _, binding, inputs, output = self._binding
+        for k, v in feeds.items():
+            inputs[k].update_inplace(v)
+        self.session.run_with_iobinding(binding)
+        return output.numpy().astype(np.float32, copy=False)
+
+
+class Backend(Protocol):
+    """What every backend offers."""
+
+    metadata: dict
+
+    def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray: ...
+
+
+class OnnxBackend:
+    """ONNX Runtime backend (CUDA provider when a GPU is usable, else CPU)."""
+
+    def __init__(self, path: Path, device: str = "auto", cuda_graph: bool = False):
+        self.session = OnnxSession(path, device, cuda_graph=cuda_graph)
+        self.device = self.session.device
+        self.metadata = self.session.metadata
+
+    def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        return self.session.run(noise, condition)
+
+
+class TorchScriptBackend:
+    """A frozen TorchScript file with its metadata in ``_extra_files``."""
+
+    def __init__(self, path: Path, device: str = "auto"):
+        import torch
+
+        from .export import TS_METADATA_FILE
+
+        path = _require_file(path)
+        self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"
+        extra = {TS_METADATA_FILE: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+        except Exception as exc:
+            raise ModelFileError(f"cannot load TorchScript model {path}: {str(exc).splitlines()[0][:200]}") from None
+        raw = extra[TS_METADATA_FILE]
+        self.metadata = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
+
+    def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.module(torch.from_numpy(noise).to(self.device), torch.from_numpy(condition).to(self.device))
+        return out.float().cpu().numpy()
+
+
+class TorchBackend:
+    """Eager PyTorch from a generator checkpoint (the reference the exports are checked against)."""
+
+    def __init__(self, path: Path, device: str = "auto"):
+        import torch
+
+        from .checkpoint import load_generator
+        from .export import build_metadata
+
+        self.net, info = load_generator(_require_file(path))
+        self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"
+        self.net = self.net.to(self.device)
+        self.metadata = build_metadata(self.net, info)
+
+    def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.net(torch.from_numpy(noise).to(self.device), torch.from_numpy(condition).to(self.device))
+        return out.float().cpu().numpy()
+
+
+BACKENDS = {"onnx": OnnxBackend, "torchscript": TorchScriptBackend, "torch": TorchBackend}
+
+
+def open_backend(model: Path | None = None, backend: str = "onnx", device: str = "auto") -> Backend:
+    """Open ``model`` (default: the shipped file for ``backend``) with the chosen backend."""
+    if backend not in BACKENDS:
+        raise CganError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[backend](Path(model) if model else DEFAULT_MODELS[backend], device)
+
+
+def metadata_vocabulary(metadata: dict) -> Vocabulary:
+    """The vocabulary embedded in an artifact's metadata."""
+    return Vocabulary.from_mapping(metadata["vocabulary"], int(metadata.get("max_objects", 3)))
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
+    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated image and where it came from."""
+
+    condition_index: int
+    sample_index: int
+    image: np.ndarray  # uint8 [H, W, 3]
+
+
+def generate(backend: Backend, conditions: Sequence[Sequence[str]], n: int = 1, seed: int = 0,
+             batch_size: int = 256) -> Iterator[Sample]:
+    """``n`` images per condition, in chunks of ``batch_size`` (bounded memory for any ``n``).
+
+    Sample ``k`` (condition-major order) always gets row ``k`` of the noise stream of ``seed``,
+    so every backend and every batch size draws the same images.
+    """
+    vocab = metadata_vocabulary(backend.metadata)
+    multi_hot = vocab.encode_batch(conditions)  # [C, 24]; validates every name first
+    z_dim = int(backend.metadata["z_dim"])
+    rng = np.random.default_rng(seed)
+    total = len(conditions) * n
+    for start in range(0, total, batch_size):
+        rows = np.arange(start, min(start + batch_size, total))
+        noise = rng.standard_normal((len(rows), z_dim), dtype=np.float32)  # [B, Z]
+        images = to_uint8(backend.run(noise, multi_hot[rows // n]))  # [B, H, W, 3]
+        for row, image in zip(rows, images):
+            yield Sample(int(row // n), int(row % n), image)

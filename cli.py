@@ -1,0 +1,225 @@
+"""cgan-export command line: train, export, generate, evaluate, bench, evaluator."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from cgan_export.errors import CganError
+
+app = typer.Typer(help="Exportable conditional GAN for i-CLEVR scenes.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+evaluator_app = typer.Typer(help="The lab evaluator (ResNet-18 scorer).", no_args_is_help=True)
+app.add_typer(evaluator_app, name="evaluator")
+
+EXPORTED = Path(__file__).resolve().parent / "exported"
+DataOption = Annotated[Optional[Path], typer.Option("--data", help="i-CLEVR folder (default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
+EvaluatorOption = Annotated[Path, typer.Option("--evaluator", help="Evaluator file.")]
+
+
+class Backend(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    torch = "torch"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+class ExportFormatChoice(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    all = "all"
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn a CganError (bad input) into one line on stderr and exit code 1; Ctrl-C into exit 130."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CganError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: DataOption = None,
+    preset: Annotated[str, typer.Option(help="acgan | cdcgan | wgan-gp | sagan | best.")] = "best",
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Total training minutes over all resumes.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Total epochs (instead of --minutes).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
+    seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Score and checkpoint every K iterations.")] = None,
+    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Train a preset; keeps best.pt (by lab accuracy) and last.pt (to --resume) in the run folder."""
+    from training.data import default_cache_dir
+    from training.loop import RunOptions, train as run_training
+    from training.presets import PRESETS, get_preset
+
+    if preset not in PRESETS:
+        raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size, "eval_every": eval_every}.items() if v is not None}
+    config = get_preset(preset, **overrides)
+    if minutes is None and epochs is None:
+        minutes = 60.0
+    out = out or default_cache_dir() / "runs" / preset
+    result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
+                                             resume=resume, device=device.value, threads=threads,
+                                             show_progress=sys.stderr.isatty()))
+    typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "
+               f"best checkpoint {out / 'best.pt'}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (best.pt of a run).")],
+    format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript or all.")] = ExportFormatChoice.all,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = EXPORTED,
+    fp16: Annotated[bool, typer.Option(help="Also write an fp16 ONNX for CUDA (float32 inputs/outputs).")] = False,
+) -> None:
+    """Export a generator checkpoint to ONNX / TorchScript with metadata, checking parity against PyTorch."""
+    from cgan_export.export import export as run_export
+
+    formats = ["onnx", "torchscript"] if format is ExportFormatChoice.all else [format.value]
+    if fp16:
+        formats.append("onnx-fp16")
+    run_export(checkpoint, formats, out, report=typer.echo)
+    typer.echo(f"manifest: {out / 'manifest.json'}")
+
+
+@app.command()
+@friendly_errors
+def generate(
+    objects: Annotated[Optional[list[str]], typer.Argument(help="Object names forming ONE condition, e.g. 'red cube' 'blue cylinder'.")] = None,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Images per condition.")] = 8,
+    seed: Annotated[int, typer.Option(help="Noise seed (same images on every backend).")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("outputs"),
+    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the shipped one in exported/).")] = None,
+    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend.onnx,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device.auto,
+    conditions: Annotated[Optional[Path], typer.Option(help="Lab-format JSON list of conditions instead of OBJECTS.")] = None,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Upscale factor of the written PNGs.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
+    no_grid: Annotated[bool, typer.Option("--no-grid", help="Skip the captioned grid.")] = False,
+) -> None:
+    """Generate images for one condition (positional names) or a file of conditions."""
+    from cgan_export.generate import generate_to_folder, read_conditions
+
+    conds = read_conditions(objects, conditions)
+    result = generate_to_folder(conds, n=n, seed=seed, out=out, model=model, backend=backend.value,
+                                device=device.value, scale=scale, batch_size=batch_size, grid=not no_grid)
+    typer.echo(f"{result['images']} images ({result['backend']} on {result['device']}, "
+               f"{result['images_per_second']:.0f} img/s) written to {out}")
+    if result["grid"]:
+        typer.echo(f"grid: {result['grid']}")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the shipped one).")] = None,
+    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend.onnx,
+    device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device.auto,
+    conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json of the data folder).")] = None,
+    data: DataOption = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Noise seeds 0..S-1.")] = 10,
+    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
+) -> None:
+    """Lab accuracy (mean ± std over seeds) per condition file, with per-object accuracy."""
+    from cgan_export.evaluate import evaluate_files
+    from cgan_export.evaluator import load_evaluator
+    from cgan_export.io import write_json
+    from cgan_export.runtime import open_backend
+    from training.data import CONDITION_FILES, resolve_data_root
+
+    files = conditions or [resolve_data_root(data) / f for f in CONDITION_FILES]
+    scorer = load_evaluator(evaluator)
+    runner = open_backend(model, backend.value, device.value)
+    result = evaluate_files(runner, scorer, files, seeds)
+    for name, r in result.items():
+        worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
+        typer.echo(f"{name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over {seeds} seeds "
+                   f"(min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+    if report:
+        write_json(report, {"model": str(model or "exported"), "backend": backend.value, "results": result})
+        typer.echo(f"report: {report}")
+
+
+@app.command()
+@friendly_errors
+def bench(
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,64,256",
+    checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (eager reference).")] = EXPORTED / "generator.pt",
+    repeats: Annotated[int, typer.Option(min=3, help="Timed repeats per cell (median reported).")] = 10,
+    markdown: Annotated[bool, typer.Option(help="Print a Markdown table.")] = True,
+) -> None:
+    """Images/s of torch eager, TorchScript and ONNX Runtime side by side, with ratios and a matmul roofline."""
+    from cgan_export.bench import run_bench
+
+    sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
+    if not sizes or min(sizes) < 1:
+        raise CganError("--batch-sizes takes positive integers, e.g. 1,64,256")
+    run_bench(checkpoint, sizes, repeats, echo=typer.echo, markdown=markdown)
+
+
+@evaluator_app.command("train")
+@friendly_errors
+def evaluator_train(
+    data: DataOption = None,
+    out: Annotated[Path, typer.Option(help="Evaluator file to write.")] = EXPORTED / "evaluator.pt",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
+    batch_size: Annotated[int, typer.Option(min=8, help="Batch size.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 0,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,
+) -> None:
+    """Train the lab evaluator on the real images with a scene-level holdout."""
+    from cgan_export.io import ensure_writable_dir
+    from training.evaluator_training import EvaluatorConfig, train_evaluator
+
+    ensure_writable_dir(out.parent)
+    metrics = train_evaluator(data, out, EvaluatorConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16),
+                              show_progress=sys.stderr.isatty())
+    typer.echo(json.dumps(metrics))
+    typer.echo(f"evaluator: {out}")
+
+
+@evaluator_app.command("score")
+@friendly_errors
+def evaluator_score(
+    data: DataOption = None,
+    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+) -> None:
+    """Lab accuracy of the evaluator on its held-out scenes of the real data."""
+    from cgan_export.evaluator import load_evaluator
+    from training.evaluator_training import score_holdout
+
+    scorer = load_evaluator(evaluator)
+    typer.echo(f"held-out lab accuracy {score_holdout(scorer, data):.4f}")
+
+
+if __name__ == "__main__":
+    app()

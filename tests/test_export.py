@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx.reference import ReferenceEvaluator
+
+from cgan_export.checkpoint import load_generator
+from cgan_export.errors import ModelFileError
+from cgan_export.export import METADATA_KEY, TS_METADATA_FILE, export, parity_inputs, prepare_for_inference
+from cgan_export.runtime import OnnxBackend, TorchScriptBackend
+
+FP32_ATOL = 1e-4  # ORT / TorchScript against eager PyTorch
+REFERENCE_ATOL = 1e-3  # onnx.reference (numpy) accumulates in another order
+
+
+@pytest.fixture(scope="module")
+def exported(generator_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    manifest = export(generator_checkpoint, ["onnx", "torchscript"], folder, report=lambda _: None)
+    eager, info = load_generator(generator_checkpoint)
+    return folder, manifest, eager
+
+
+def _eager(eager, noise, condition):
+    with torch.no_grad():
+        return eager(torch.from_numpy(noise), torch.from_numpy(condition)).numpy()
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+def test_onnxruntime_and_torchscript_match_eager(exported, batch):
+    folder, manifest, eager = exported
+    noise, condition = parity_inputs(manifest["metadata"], batch, seed=batch)
+    expected = _eager(eager, noise, condition)
+    onnx_out = OnnxBackend(folder / "generator.onnx", "cpu").run(noise, condition)
+    ts_out = TorchScriptBackend(folder / "generator.torchscript.pt", "cpu").run(noise, condition)
+    assert onnx_out.shape == expected.shape == (batch, 3, 64, 64)
+    np.testing.assert_allclose(onnx_out, expected, atol=FP32_ATOL, rtol=0)
+    np.testing.assert_allclose(ts_out, expected, atol=FP32_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_reference_evaluator_matches_eager(exported, batch):
+    folder, manifest, eager = exported
+    noise, condition = parity_inputs(manifest["metadata"], batch, seed=batch)
+    ref = ReferenceEvaluator(onnx.load(folder / "generator.onnx"))
+    got = ref.run(None, {"noise": noise, "condition": condition})[0]
+    np.testing.assert_allclose(got, _eager(eager, noise, condition), atol=REFERENCE_ATOL, rtol=0)
+
+
+def test_onnx_contract_and_full_check(exported):
+    folder, manifest, _ = exported
+    model = onnx.load(folder / "generator.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    z = manifest["metadata"]["z_dim"]
+    assert inputs == {"noise": ["N", z], "condition": ["N", 24]}
+    out = model.graph.output[0]
+    assert out.name == "image" and [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["N", 3, 64, 64]
+
+
+def test_metadata_round_trips_through_every_artifact(exported, generator_checkpoint):
+    folder, manifest, _ = exported
+    onnx_meta = json.loads({p.key: p.value for p in onnx.load(folder / "generator.onnx").metadata_props}[METADATA_KEY])
+    extra = {TS_METADATA_FILE: ""}
+    torch.jit.load(str(folder / "generator.torchscript.pt"), _extra_files=extra)
+    ts_meta = json.loads(extra[TS_METADATA_FILE])
+    side = json.loads((folder / "manifest.json").read_text())["metadata"]
+    assert onnx_meta == ts_meta == side == manifest["metadata"]
+    ckpt = torch.load(generator_checkpoint, weights_only=True)
+    for key in ("architecture", "vocabulary", "z_dim", "image_size", "metrics"):
+        assert onnx_meta[key] == ckpt[key]
+    assert onnx_meta["value_range"] == [-1.0, 1.0] and len(onnx_meta["weights_sha256"]) == 64
+    assert set(json.loads((folder / "manifest.json").read_text())["files"]) == {"generator.onnx", "generator.torchscript.pt"}
+
+
+def test_torchscript_loads_in_a_process_that_never_imported_the_package(exported, tmp_path):
+    import subprocess
+    import sys
+
+    folder, _, _ = exported
+    code = ("import sys, torch; m = torch.jit.load(sys.argv[1]); "
+            "print(tuple(m(torch.zeros(2, int(sys.argv[2])), torch.zeros(2, 24)).shape)); "
+            "assert not any(k.startswith(('cgan_export', 'training')) for k in sys.modules)")
+    z = json.loads((folder / "manifest.json").read_text())["metadata"]["z_dim"]
+    out = subprocess.run([sys.executable, "-c", code, str(folder / "generator.torchscript.pt"), str(z)],
+                         capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "(2, 3, 64, 64)"
+
+
+def test_prepared_network_has_no_batchnorm_or_parametrization(generator_checkpoint):
+    eager, _ = load_generator(generator_checkpoint)
+    prepared = prepare_for_inference(eager)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    noise, condition = parity_inputs({"z_dim": eager.config.z_dim, "num_classes": 24, "max_objects": 3}, 5)
+    with torch.no_grad():
+        a = prepared(torch.from_numpy(noise), torch.from_numpy(condition))
+        b = eager(torch.from_numpy(noise), torch.from_numpy(condition))
+    assert (a - b).abs().max() < FP32_ATOL
+
+
+def test_export_refuses_a_file_that_is_not_a_generator_checkpoint(tmp_path, random_evaluator):
+    with pytest.raises(ModelFileError, match="not a generator checkpoint"):
+        export(random_evaluator, ["onnx"], tmp_path, report=lambda _: None)
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelFileError, match="cannot read"):
+        export(tmp_path / "junk.pt", ["onnx"], tmp_path, report=lambda _: None)
+    assert not list(tmp_path.glob("generator*"))

@@ -1,0 +1,142 @@
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cgan_export.runtime import generate, open_backend
+from cli import app
+
+runner = CliRunner()
+
+
+def _cli(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_generate_writes_the_files_it_reports(exported_best, tmp_path):
+    out = tmp_path / "out"
+    code, text = _cli("generate", "red cube", "blue cylinder", "-n", 3, "--out", out, "--model", exported_best / "generator.onnx")
+    assert code == 0, text
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["grid.png", "red-cube_blue-cylinder_000.png", "red-cube_blue-cylinder_001.png", "red-cube_blue-cylinder_002.png"]
+    assert "3 images" in text and str(out) in text
+
+
+def test_conditions_file_gives_one_image_per_condition(exported_best, tmp_path):
+    cond = tmp_path / "c.json"
+    cond.write_text('[["red cube"], ["gray sphere", "cyan cylinder"]]')
+    code, text = _cli("generate", "--conditions", cond, "-n", 1, "--out", tmp_path / "o", "--model", exported_best / "generator.onnx")
+    assert code == 0, text
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"grid.png", "000_red-cube_000.png", "001_gray-sphere_cyan-cylinder_000.png"}
+
+
+def test_same_seed_same_images_on_every_backend(exported_best):
+    models = {"onnx": "generator.onnx", "torchscript": "generator.torchscript.pt", "torch": "generator.pt"}
+    images = {}
+    for backend, file_name in models.items():
+        gen = open_backend(exported_best / file_name, backend, "cpu")
+        images[backend] = np.stack([s.image for s in generate(gen, [["red cube"], ["blue sphere", "gray cube"]], n=5, seed=7, batch_size=3)])
+    for backend in ("torchscript", "torch"):
+        assert np.abs(images[backend].astype(int) - images["onnx"].astype(int)).max() <= 1
+
+
+def test_chunking_does_not_change_the_images(exported_best):
+    gen = open_backend(exported_best / "generator.onnx", "onnx", "cpu")
+    one = np.stack([s.image for s in generate(gen, [["red cube"]], n=10, seed=3, batch_size=10)])
+    chunked = np.stack([s.image for s in generate(gen, [["red cube"]], n=10, seed=3, batch_size=4)])
+    np.testing.assert_array_equal(one, chunked)
+
+
+def _assert_clean_failure(code, text, must_contain):
+    assert code != 0
+    assert "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1, text
+    assert must_contain in text
+
+
+@pytest.mark.parametrize("names, message", [
+    (["pink cube"], "did you mean"),
+    (["red cubes"], "red cube"),
+    (["red cube", "blue cube", "gray cube", "green cube"], "at most 3"),
+    (["red cube", "red cube"], "duplicate"),
+    ([], "empty condition"),
+])
+def test_bad_conditions_fail_cleanly_and_write_nothing(exported_best, tmp_path, names, message):
+    out = tmp_path / "out"
+    code, text = _cli("generate", *names, "--out", out, "--model", exported_best / "generator.onnx")
+    _assert_clean_failure(code, text, message)
+    assert not out.exists()
+
+
+def test_missing_model_fails_cleanly(tmp_path):
+    code, text = _cli("generate", "red cube", "--model", tmp_path / "none.onnx", "--out", tmp_path / "o")
+    _assert_clean_failure(code, text, "does not exist")
+
+
+def test_corrupt_model_fails_cleanly(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not onnx")
+    code, text = _cli("generate", "red cube", "--model", bad, "--out", tmp_path / "o")
+    _assert_clean_failure(code, text, "cannot load ONNX model")
+    bad_ts = tmp_path / "bad.pt"
+    bad_ts.write_bytes(b"nope")
+    code, text = _cli("generate", "red cube", "--model", bad_ts, "--backend", "torchscript", "--out", tmp_path / "o")
+    _assert_clean_failure(code, text, "cannot load TorchScript")
+
+
+def test_model_without_metadata_fails_cleanly(exported_best, tmp_path):
+    import onnx
+
+    model = onnx.load(exported_best / "generator.onnx")
+    del model.metadata_props[:]
+    onnx.save(model, tmp_path / "bare.onnx")
+    code, text = _cli("generate", "red cube", "--model", tmp_path / "bare.onnx", "--out", tmp_path / "o")
+    _assert_clean_failure(code, text, "no cgan-export metadata")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by the unwritable-path test below")
+def test_read_only_output_folder_fails_cleanly(exported_best, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    code, text = _cli("generate", "red cube", "--model", exported_best / "generator.onnx", "--out", ro / "x")
+    _assert_clean_failure(code, text, "cannot write")
+
+
+def test_unwritable_output_path_fails_cleanly(exported_best, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    code, text = _cli("generate", "red cube", "--model", exported_best / "generator.onnx", "--out", blocker / "sub")
+    _assert_clean_failure(code, text, "cannot write")
+    assert blocker.read_text().startswith("a file")
+
+
+def test_help_lists_every_command():
+    code, text = _cli("--help")
+    assert code == 0
+    for command in ("train", "export", "generate", "evaluate", "bench", "evaluator"):
+        assert command in text
+
+
+def test_export_command_reports_each_format(exported_best, tmp_path):
+    code, text = _cli("export", "--checkpoint", exported_best / "generator.pt", "--format", "onnx", "--out", tmp_path)
+    assert code == 0, text
+    assert "parity ok" in text and (tmp_path / "generator.onnx").is_file() and (tmp_path / "manifest.json").is_file()
+
+
+def test_export_of_a_missing_checkpoint_fails_cleanly(tmp_path):
+    code, text = _cli("export", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path)
+    _assert_clean_failure(code, text, "does not exist")
+
+
+def test_evaluate_reports_mean_and_std(exported_best, random_evaluator, data_root, tmp_path):
+    report = tmp_path / "r.json"
+    code, text = _cli("evaluate", "--model", exported_best / "generator.onnx", "--data", data_root, "--seeds", 2,
+                      "--evaluator", random_evaluator, "--report", report)
+    assert code == 0, text
+    assert "test.json" in text and "new_test.json" in text and "±" in text
+    import json
+
+    result = json.loads(report.read_text())["results"]["test.json"]
+    assert len(result["per_seed"]) == 2 and 0 <= result["mean"] <= 1 and result["per_object"]

@@ -1,0 +1,113 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgan_export.export import export
+from training import losses
+from training.loop import RunOptions, train
+from training.presets import PRESETS, get_preset
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {  # small widths so every preset trains in seconds
+    "best": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16}, "discriminator_config": {"ndf": 8}},
+    "cdcgan": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "batch"}},
+    "wgan-gp": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "instance"}, "n_critic": 2},
+    "sagan": {"generator_config": {"z_dim": 16, "ngf": 8, "condition_dim": 16}, "discriminator_config": {"ndf": 8}},
+    "acgan": {"generator_config": {"z_dim": 16}},
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random_evaluator, tmp_path):
+    config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
+    out = tmp_path / "run"
+    result = train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=4 / 6, show_progress=False))
+    assert result["step"] == 4
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4] and "test" in records[-1] and "new_test" in records[-1]
+    assert (out / "curves.png").is_file() and len(list((out / "samples").glob("*.png"))) == 2
+    manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
+    assert manifest["files"]["generator.onnx"]["parity_max_abs_diff"] < 1e-4
+    assert manifest["metadata"]["training"]["preset"] == preset
+
+
+def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
+    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    from dataclasses import replace
+
+    from cgan_export.errors import CganError
+
+    with pytest.raises(CganError, match="lr_g"):
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, lr_g=1e-3, **TINY["best"]),
+              replace(options, resume=True, epochs=4 / 6))
+    with pytest.raises(CganError, match="already holds a run"):
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+
+
+def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--preset", "cdcgan", "--data", str(data_root), "--out", str(out),
+           "--batch-size", "4", "--eval-every", "2", "--epochs", str(epochs), "--evaluator", str(evaluator),
+           "--threads", "1"]
+    return cmd + (["--resume"] if resume else [])
+
+
+def _last_weights(out: Path) -> dict:
+    state = torch.load(out / "last.pt", weights_only=True)
+    return {"step": state["state"]["step"], **{f"g.{k}": v for k, v in state["models"]["g"].items()},
+            **{f"d.{k}": v for k, v in state["models"]["d"].items()}}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(data_root, random_evaluator, tmp_path):
+    env = {**os.environ, "CGAN_EXPORT_CACHE": str(tmp_path / "cache")}
+    subprocess.run(_train_cmd(tmp_path / "straight", data_root, random_evaluator, 2), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(killed, data_root, random_evaluator, 100), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        lines = (killed / "metrics.jsonl").read_text().splitlines() if (killed / "metrics.jsonl").exists() else []
+        if len(lines) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= _last_weights(killed)["step"] < 12
+    subprocess.run(_train_cmd(killed, data_root, random_evaluator, 2, resume=True), check=True, env=env, capture_output=True)
+    straight, resumed = _last_weights(tmp_path / "straight"), _last_weights(killed)
+    assert straight["step"] == resumed["step"] == 12
+    for key, value in straight.items():
+        if key != "step":
+            assert torch.equal(value, resumed[key]), key
+
+
+def test_hinge_losses_on_hand_made_cases():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert losses.hinge_d(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert losses.hinge_g(fake).item() == pytest.approx(1.0)
+
+
+def test_bce_losses_and_auxiliary_ramp():
+    zero = torch.zeros(3)
+    assert losses.bce_d(zero, zero).item() == pytest.approx(2 * math.log(2))
+    assert losses.bce_g(zero).item() == pytest.approx(math.log(2))
+    labels = torch.zeros(2, 24)
+    labels[:, 0] = 1
+    assert losses.aux_bce(torch.zeros(2, 24), labels).item() == pytest.approx(24 * math.log(2))
+    assert [losses.ramp(s, 24.0, 1000) for s in (0, 500, 1000, 5000)] == [0.0, 12.0, 24.0, 24.0]
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    w = torch.randn(1, 3, 4, 4)
+    critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere
+    gp = losses.gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4))
+    assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)

@@ -1,0 +1,114 @@
+"""Discriminators of the presets.  Each returns ``(adversarial logits [N], auxiliary class logits [N, 24] or None)``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+from cgan_export.networks import SelfAttention, init_dcgan
+
+
+def _sn(module: nn.Module, enabled: bool) -> nn.Module:
+    return spectral_norm(module) if enabled else module
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Spectral-norm convs, a projection head for the multi-hot condition, and a 24-way auxiliary head."""
+
+    def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, sn: bool = True):
+        super().__init__()
+        widths = [3, ndf, ndf * 2, ndf * 4, ndf * 8]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(widths[:-1], widths[1:]):  # 64 -> 32 -> 16 -> 8 -> 4
+            layers += [_sn(nn.Conv2d(cin, cout, 4, 2, 1), sn), nn.LeakyReLU(0.2, inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.adv = _sn(nn.Linear(widths[-1], 1), sn)
+        self.embed = _sn(nn.Linear(num_classes, widths[-1], bias=False), sn)
+        self.aux = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(image).sum(dim=(2, 3))  # [N, 8ndf]
+        projection = (self.embed(condition) * h).sum(dim=1, keepdim=True)  # [N, 1]
+        return (self.adv(h) + projection).squeeze(1).float(), self.aux(h).float()
+
+
+class ACGANDiscriminator(nn.Module):
+    """Report 000: six 3x3 convs with dropout, ``fc_dis`` (real/fake) and ``fc_aux`` (24 classes), no condition input."""
+
+    def __init__(self, num_classes: int = 24, image_size: int = 64):
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int, pad: int, bn: bool = True) -> nn.Sequential:
+            mods = [nn.Conv2d(cin, cout, 3, stride, pad, bias=False)] + ([nn.BatchNorm2d(cout)] if bn else [])
+            return nn.Sequential(*mods, nn.LeakyReLU(0.2, inplace=True), nn.Dropout(0.25))
+
+        self.convs = nn.Sequential(block(3, 16, 2, 1, bn=False), block(16, 32, 1, 0), block(32, 64, 2, 1),
+                                   block(64, 128, 1, 0), block(128, 256, 2, 1), block(256, 512, 1, 0))
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, 3, image_size, image_size)).numel()  # 512 * 5 * 5 at 64x64
+        self.fc_dis = nn.Linear(flat, 1)
+        self.fc_aux = nn.Linear(flat, num_classes)
+        init_dcgan(self)
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.convs(image).flatten(1)  # [N, 512 * 5 * 5]
+        return self.fc_dis(h).squeeze(1).float(), self.fc_aux(h).float()
+
+
+class ConditionChannelDiscriminator(nn.Module):
+    """Reports 001/003: DCGAN convs over the image plus a 4th channel Linear(24 -> H*W); BatchNorm or InstanceNorm."""
+
+    def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, norm: str = "batch"):
+        super().__init__()
+        self.image_size = image_size
+        self.labels_input = nn.Linear(num_classes, image_size * image_size)
+        make_norm = {"batch": nn.BatchNorm2d, "instance": lambda c: nn.InstanceNorm2d(c, affine=True)}[norm]
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), make_norm(cout), nn.LeakyReLU(0.2, inplace=True))
+
+        self.main = nn.Sequential(
+            nn.Conv2d(4, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 32x32
+            block(ndf, ndf * 2), block(ndf * 2, ndf * 4), block(ndf * 4, ndf * 8),  # 4x4
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # 1x1
+        )
+        init_dcgan(self)
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, None]:
+        plane = self.labels_input(condition).view(-1, 1, self.image_size, self.image_size)  # [N, 1, H, W]
+        return self.main(torch.cat([image, plane.to(image.dtype)], dim=1)).flatten().float(), None
+
+
+class SAGANDiscriminator(nn.Module):
+    """Report 004's discriminator: spectral-norm convs with self-attention at 16x16 and 8x8, projection head."""
+
+    def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64):
+        super().__init__()
+        self.l1 = nn.Sequential(spectral_norm(nn.Conv2d(3, ndf, 4, 2, 1)), nn.LeakyReLU(0.1))  # 32
+        self.l2 = nn.Sequential(spectral_norm(nn.Conv2d(ndf, ndf * 2, 4, 2, 1)), nn.LeakyReLU(0.1))  # 16
+        self.attn1 = SelfAttention(ndf * 2)
+        self.l3 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1)), nn.LeakyReLU(0.1))  # 8
+        self.attn2 = SelfAttention(ndf * 4)
+        self.l4 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1)), nn.LeakyReLU(0.1))  # 4
+        self.adv = spectral_norm(nn.Linear(ndf * 8, 1))
+        self.embed = spectral_norm(nn.Linear(num_classes, ndf * 8, bias=False))
+
+    def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = self.attn1(self.l2(self.l1(image)))
+        h = self.l4(self.attn2(self.l3(x))).sum(dim=(2, 3))  # [N, 8ndf]
+        return (self.adv(h).squeeze(1) + (self.embed(condition) * h).sum(1)).float(), None
+
+
+DISCRIMINATORS = {
+    "projection": ProjectionDiscriminator,
+    "acgan": ACGANDiscriminator,
+    "condition-channel": ConditionChannelDiscriminator,
+    "sagan": SAGANDiscriminator,
+}
+
+
+def build_discriminator(name: str, config: dict) -> nn.Module:
+    """Instantiate a discriminator by name with keyword config."""
+    return DISCRIMINATORS[name](**config)

@@ -1,0 +1,318 @@
+"""The training loop: one function, ``train``, plus the small steps it is made of."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from rich.console import Console
+
+from cgan_export.checkpoint import generator_checkpoint, make_noise
+from cgan_export.errors import CganError
+from cgan_export.evaluator import Evaluator, load_evaluator
+from cgan_export.io import atomic_path
+from cgan_export.networks import build_generator
+
+from . import losses
+from .augment import diff_augment
+from .data import CONDITION_FILES, ICLEVRData, load_dataset, to_float
+from .discriminators import build_discriminator
+from .presets import TrainConfig
+from .progress import make_progress
+from .report import append_jsonl, plot_curves, save_grid
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how long to train (not part of the model's config)."""
+
+    out: Path
+    data: Path | None = None
+    evaluator: Path = Path("exported/evaluator.pt")
+    minutes: float | None = None  # total training minutes over all resumed runs
+    epochs: float | None = None
+    resume: bool = False
+    device: str = "auto"
+    threads: int = 0
+    show_progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CganError("--device cuda was asked for but no CUDA GPU is usable here")
+    return torch.device(name)
+
+
+class Models(nn.Module):
+    """G, D and the EMA copy of G, with their optimizers and schedulers kept beside."""
+
+    def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device):
+        super().__init__()
+        gcfg = {"num_classes": num_classes, "image_size": image_size, **config.generator_config}
+        self.g = build_generator(config.generator, gcfg).to(device)
+        dcfg = {"num_classes": num_classes, "image_size": image_size, **config.discriminator_config}
+        self.d = build_discriminator(config.discriminator, dcfg).to(device)
+        self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if config.ema_decay > 0 else None
+        if config.channels_last:
+            self.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), config.lr_g, betas=config.betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), config.lr_d, betas=config.betas)
+        self.sched = [torch.optim.lr_scheduler.StepLR(o, step_size=max(config.lr_step_epochs, 1), gamma=config.lr_gamma)
+                      for o in (self.opt_g, self.opt_d)] if config.lr_step_epochs else []
+
+    @property
+    def inference_g(self) -> nn.Module:
+        """The generator that is scored and shipped: the EMA copy when there is one."""
+        return self.g_ema if self.g_ema is not None else self.g
+
+    @torch.no_grad()
+    def update_ema(self, decay: float, step: int) -> None:
+        """EMA of G's weights (warm-up: decay grows with the step); buffers copied."""
+        if self.g_ema is None:
+            return
+        d = min(decay, (1 + step) / (10 + step))
+        for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
+            pe.lerp_(p, 1.0 - d)
+        for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
+            be.copy_(b)
+
+    def state(self) -> dict:
+        """Weights and optimizer / scheduler states for ``last.pt``."""
+        return {"g": self.g.state_dict(), "d": self.d.state_dict(),
+                "g_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "sched": [s.state_dict() for s in self.sched]}
+
+    def load(self, state: dict) -> None:
+        """Inverse of :meth:`state`."""
+        self.g.load_state_dict(state["g"]), self.d.load_state_dict(state["d"])
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(state["g_ema"])
+        self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
+        for s, sd in zip(self.sched, state["sched"]):
+            s.load_state_dict(sd)
+
+
+def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
+           autocast: dict) -> dict:
+    """One discriminator update on a real batch and a generated one with the same conditions."""
+    d_loss_fn = losses.ADVERSARIAL[config.loss][0]
+    with torch.autocast(**autocast):
+        with torch.no_grad():
+            fake = m.g(noise, labels)  # [B, 3, H, W]
+        real_adv, real_aux = m.d(diff_augment(real, config.diffaugment), labels)
+        fake_adv, _ = m.d(diff_augment(fake.float(), config.diffaugment), labels)
+    loss = d_loss_fn(real_adv, fake_adv)
+    out = {"d_adv": loss.item()}
+    if real_aux is not None and config.aux_weight_d > 0:
+        aux = losses.aux_bce(real_aux, labels)
+        loss = loss + config.aux_weight_d * aux
+        out["d_aux"] = aux.item()
+    if config.loss == "wgan-gp":
+        gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], real, fake.float())
+        loss = loss + config.gp_weight * gp
+        out["gp"] = gp.item()
+    m.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    m.opt_d.step()
+    return out
+
+
+def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict) -> dict:
+    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss."""
+    g_loss_fn = losses.ADVERSARIAL[config.loss][1]
+    with torch.autocast(**autocast):
+        fake = m.g(noise, labels)
+        fake_adv, fake_aux = m.d(diff_augment(fake.float(), config.diffaugment), labels)
+    loss = g_loss_fn(fake_adv)
+    out = {"g_adv": loss.item()}
+    weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
+    if fake_aux is not None and weight > 0:
+        aux = losses.aux_bce(fake_aux, labels)
+        loss = loss + weight * aux
+        out["g_aux"] = aux.item()
+    m.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    m.opt_g.step()
+    return out
+
+
+def eval_conditions(data: ICLEVRData) -> dict[str, torch.Tensor]:
+    """Multi-hot conditions of the folder's test files (or 32 training conditions when it has none)."""
+    sets = {f.removesuffix(".json"): torch.from_numpy(data.vocabulary.encode_batch(data.conditions(f)))
+            for f in CONDITION_FILES if (data.root / f).is_file()}
+    return sets or {"train-sample": data.labels[:32].clone()}
+
+
+@torch.no_grad()
+def score_generator(g: nn.Module, evaluator: Evaluator, sets: dict[str, torch.Tensor], seeds: int,
+                    device: torch.device) -> dict:
+    """Lab accuracy per condition set: mean and std over ``seeds`` noise seeds, plus their mean ``score``."""
+    g.eval()
+    metrics: dict = {}
+    for name, cond in sets.items():
+        accs = []
+        for seed in range(seeds):
+            noise = torch.from_numpy(make_noise(len(cond), g.config.z_dim, seed)).to(device)
+            images = g(noise, cond.to(device)).float().cpu()  # [N, 3, H, W]
+            accs.append(evaluator.accuracy(images, cond))
+        t = torch.tensor(accs)
+        metrics[name] = {"mean": t.mean().item(), "std": t.std(unbiased=False).item(), "seeds": seeds}
+    metrics["score"] = sum(v["mean"] for v in metrics.values()) / len(sets)
+    return metrics
+
+
+def _rng_state(noise_gen: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "noise": noise_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, noise_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    noise_gen.set_state(state["noise"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
+    wanted = config.to_dict()
+    diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if diff:
+        details = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {wanted.get(k)!r}" for k in diff)
+        raise CganError(f"--resume: {out / 'last.pt'} was trained with another config ({details})")
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The shuffled image order of one epoch (a pure function of seed and epoch, so resume replays it)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def train(config: TrainConfig, options: RunOptions) -> dict:
+    """Train ``config`` into ``options.out``; keep ``best.pt`` by lab accuracy and ``last.pt`` to resume."""
+    device = resolve_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    out = Path(options.out)
+    last_path = out / "last.pt"
+    if last_path.exists() and not options.resume:
+        raise CganError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    evaluator = load_evaluator(options.evaluator)
+    data = load_dataset(options.data)
+    sets = eval_conditions(data)
+    torch.manual_seed(config.seed)
+    m = Models(config, len(data.vocabulary), int(data.images.shape[-1]), device)
+    noise_gen = torch.Generator().manual_seed(config.seed + 1)
+    z_dim = m.g.config.z_dim
+    steps_per_epoch = len(data) // config.batch_size
+    state = {"step": 0, "elapsed": 0.0, "best_score": -1.0, "images_seen": 0}
+    console = Console(stderr=True)
+    if options.resume and last_path.exists():
+        saved = torch.load(last_path, map_location=device, weights_only=True)
+        _check_resume_config(saved["config"], config, out)
+        m.load(saved["models"])
+        _set_rng_state(saved["rng"], noise_gen)
+        state = saved["state"]
+        console.print(f"resumed {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
+    max_steps = _max_steps(options, steps_per_epoch)
+    autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
+    start_elapsed, t0 = state["elapsed"], time.time()
+    fixed_noise = torch.from_numpy(make_noise(len(next(iter(sets.values()))), z_dim, 0)).to(device)
+    running: dict[str, float] = {}
+    with make_progress(disable=not options.show_progress) as progress:
+        task = progress.add_task(config.preset, total=max_steps or None, completed=state["step"], info="")
+        while True:
+            state["elapsed"] = start_elapsed + time.time() - t0
+            if _done(state, max_steps, options.minutes):
+                break
+            step = state["step"]
+            epoch, pos = divmod(step, steps_per_epoch)
+            idx = epoch_order(config.seed, epoch, len(data))[pos * config.batch_size:(pos + 1) * config.batch_size]
+            real = to_float(data.images[idx]).to(device)  # [B, 3, H, W]
+            if config.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            labels = data.labels[idx].to(device)  # [B, 24]
+            m.g.train(), m.d.train()
+            for _ in range(config.n_critic):
+                noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
+                logs = d_step(m, config, real, labels, noise, autocast)
+            noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
+            logs.update(g_step(m, config, labels, noise, step, autocast))
+            m.update_ema(config.ema_decay, step)
+            if m.sched and (step + 1) % steps_per_epoch == 0:
+                for s in m.sched:
+                    s.step()
+            for k, v in logs.items():
+                running[k] = 0.98 * running.get(k, v) + 0.02 * v
+            state["step"] = step + 1
+            state["images_seen"] += len(idx) * config.n_critic
+            info = " ".join(f"{k} {v:.3f}" for k, v in running.items()) + f" acc {state.get('last_score', 0):.3f}"
+            progress.update(task, completed=state["step"], info=info)
+            if state["step"] % config.eval_every == 0:
+                state["elapsed"] = start_elapsed + time.time() - t0
+                _evaluate_and_save(m, config, data, evaluator, sets, state, running, fixed_noise, noise_gen,
+                                   out, device, console)
+    if state["step"] % config.eval_every != 0 or not (out / "best.pt").exists():
+        _evaluate_and_save(m, config, data, evaluator, sets, state, running, fixed_noise, noise_gen, out, device, console)
+    return {"step": state["step"], "best_score": state["best_score"], "minutes": state["elapsed"] / 60}
+
+
+def _max_steps(options: RunOptions, steps_per_epoch: int) -> int | None:
+    if options.epochs is not None:
+        return max(1, math.ceil(options.epochs * steps_per_epoch))
+    return None
+
+
+def _done(state: dict, max_steps: int | None, minutes: float | None) -> bool:
+    if max_steps is not None and state["step"] >= max_steps:
+        return True
+    return minutes is not None and state["elapsed"] >= minutes * 60
+
+
+def _evaluate_and_save(m: Models, config: TrainConfig, data: ICLEVRData, evaluator: Evaluator,
+                       sets: dict[str, torch.Tensor], state: dict, running: dict, fixed_noise: torch.Tensor,
+                       noise_gen: torch.Generator, out: Path, device: torch.device, console: Console) -> None:
+    """Score the inference generator, write metrics, samples, curves, ``best.pt`` and ``last.pt``."""
+    g = m.inference_g
+    metrics = score_generator(g, evaluator, sets, config.eval_seeds, device)
+    record = {"step": state["step"], "epoch": state["step"] * config.batch_size / len(data),
+              "images_seen": state["images_seen"], "minutes": state["elapsed"] / 60,
+              "images_per_second": state["images_seen"] / max(state["elapsed"], 1e-9),
+              "losses": dict(running), **metrics}
+    append_jsonl(out / "metrics.jsonl", record)
+    state["last_score"] = metrics["score"]
+    cond = next(iter(sets.values())).to(device)
+    with torch.no_grad():
+        save_grid(g(fixed_noise, cond).float().cpu(), out / "samples" / f"step{state['step']:07d}.png")
+    plot_curves(out / "metrics.jsonl", out / "curves.png")
+    training = {"preset": config.preset, "config": config.to_dict(), "step": state["step"],
+                "images_seen": state["images_seen"], "minutes": round(state["elapsed"] / 60, 2),
+                "evaluator": evaluator.info.get("metrics", {})}
+    if metrics["score"] > state["best_score"]:
+        state["best_score"] = metrics["score"]
+        _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), data.vocabulary, metrics, training))
+    _save(out / "last.pt", {"config": config.to_dict(), "models": m.state(), "rng": _rng_state(noise_gen),
+                            "state": dict(state)})
+    accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict))
+    console.print(f"step {state['step']} ({state['elapsed'] / 60:.1f} min, "
+                  f"{record['images_per_second']:.0f} img/s): {accs} best {state['best_score']:.3f}")
+
+
+def _cpu_copy(g: nn.Module) -> nn.Module:
+    return copy.deepcopy(g).cpu().to(memory_format=torch.contiguous_format).eval()

@@ -1,0 +1,68 @@
+"""GAN losses on logits: BCE, hinge, WGAN-GP, and the multi-label auxiliary classification loss."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator BCE: real -> 1, fake -> 0 (on logits)."""
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def bce_g(fake: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator BCE: fake -> 1."""
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Hinge: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]."""
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def hinge_g(fake: torch.Tensor) -> torch.Tensor:
+    """Hinge generator loss: -E[D(G(z))]."""
+    return -fake.mean()
+
+
+def wgan_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Critic loss: E[D(G(z))] - E[D(x)] (the gradient penalty is added separately)."""
+    return fake.mean() - real.mean()
+
+
+def wgan_g(fake: torch.Tensor) -> torch.Tensor:
+    """WGAN generator loss: -E[D(G(z))]."""
+    return -fake.mean()
+
+
+ADVERSARIAL: dict[str, tuple[Callable, Callable]] = {
+    "bce": (bce_d, bce_g),
+    "hinge": (hinge_d, hinge_g),
+    "wgan-gp": (wgan_d, wgan_g),
+}
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device)  # [B, 1, 1, 1]
+    mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed)
+    grad, = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def aux_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Multi-label BCE summed over the classes and averaged over the batch ([B, 24] each)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="sum") / logits.shape[0]
+
+
+def ramp(step: int, weight: float, ramp_steps: int) -> float:
+    """``weight`` ramped linearly from 0 over the first ``ramp_steps`` steps (report 000)."""
+    if ramp_steps <= 0:
+        return weight
+    return weight * min(1.0, step / ramp_steps)
