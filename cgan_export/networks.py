@@ -105,11 +105,13 @@ class CBNGenerator(nn.Module):
         embed_dim: int = 128
         ngf: int = 64
         image_size: int = 64
+        render_size: int = 0  # 0: render at image_size; smaller: render there, upsample bilinearly
 
     def __init__(self, config: Config):
         super().__init__()
         self.config = c = config
-        stages = {32: 3, 64: 4, 128: 5}[c.image_size]
+        self.render_size = c.render_size or c.image_size
+        stages = {16: 2, 32: 3, 64: 4, 128: 5}[self.render_size]
         widths = [c.ngf * min(8, 2 ** (stages - 1 - i)) for i in range(stages)] + [max(c.ngf // 2, 16)]
         self.embed = nn.Linear(c.num_classes, c.embed_dim, bias=False)
         self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * 16)
@@ -124,7 +126,10 @@ class CBNGenerator(nn.Module):
         x = F.relu(self.fc_norm(x, e))
         for block in self.blocks:
             x = block(x, e)  # [N, C, 2H, 2W]
-        return torch.tanh(self.to_rgb(x))  # [N, 3, H, W]
+        x = torch.tanh(self.to_rgb(x))  # [N, 3, R, R]
+        if self.render_size != self.config.image_size:
+            x = F.interpolate(x, size=(self.config.image_size, self.config.image_size), mode="bilinear", align_corners=False)
+        return x  # [N, 3, H, W]
 
     def fold_batchnorm(self) -> None:
         """Fold the first BatchNorm's running statistics into ``fc`` (eval mode only)."""

@@ -111,3 +111,38 @@ def test_gradient_penalty_of_a_linear_critic():
     critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere
     gp = losses.gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4))
     assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+
+
+def _ddp_worker(rank: int, world: int, port: int, data_root: str, evaluator: str, out: str, result_dir: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "CGAN_EXPORT_CACHE": str(Path(out) / "cache")})
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    config = get_preset("best", batch_size=2, eval_every=100, eval_seeds=1, **TINY["best"])
+    result = train(config, RunOptions(out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
+                                      epochs=0.5, device="cpu", show_progress=False))
+    flat = torch.cat([p.detach().flatten() for p in result["generator"].parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if rank == 0:
+        torch.save({"replicas": gathered, "step": result["step"]}, Path(result_dir) / "replicas.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_keep_identical_replicas(data_root, random_evaluator, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(data_root), str(random_evaluator), str(tmp_path / "run"), str(tmp_path)),
+             nprocs=2, join=True)
+    result = torch.load(tmp_path / "replicas.pt", weights_only=True)
+    assert result["step"] == 3  # 24 images / (2 per replica x 2 replicas) = 6 steps per epoch, half an epoch
+    assert torch.equal(result["replicas"][0], result["replicas"][1])
+    assert (tmp_path / "run" / "best.pt").is_file()

@@ -7,10 +7,11 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from rich.console import Console
 
@@ -53,22 +54,76 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Models(nn.Module):
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a data-parallel job (world 1: a plain single-process run)."""
+
+    rank: int = 0
+    world: int = 1
+    created_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
+    """Join the ``torchrun`` job described by the environment: NCCL on GPUs, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(), device
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), created), device
+
+
+class Models:
     """G, D and the EMA copy of G, with their optimizers and schedulers kept beside."""
 
-    def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device):
-        super().__init__()
+    def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device,
+                 world: int = 1):
+        self.world = world
         gcfg = {"num_classes": num_classes, "image_size": image_size, **config.generator_config}
         self.g = build_generator(config.generator, gcfg).to(device)
-        dcfg = {"num_classes": num_classes, "image_size": image_size, **config.discriminator_config}
+        dcfg = {"num_classes": num_classes, "image_size": config.d_resolution or image_size, **config.discriminator_config}
         self.d = build_discriminator(config.discriminator, dcfg).to(device)
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if config.ema_decay > 0 else None
         if config.channels_last:
-            self.to(memory_format=torch.channels_last)
+            for net in (self.g, self.d, self.g_ema):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
+        if world > 1:  # every replica starts from rank 0's weights
+            for net in (self.g, self.d, self.g_ema):
+                for tensor in (net.state_dict().values() if net is not None else ()):
+                    dist.broadcast(tensor, 0)
         self.opt_g = torch.optim.Adam(self.g.parameters(), config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), config.lr_d, betas=config.betas)
         self.sched = [torch.optim.lr_scheduler.StepLR(o, step_size=max(config.lr_step_epochs, 1), gamma=config.lr_gamma)
                       for o in (self.opt_g, self.opt_d)] if config.lr_step_epochs else []
+
+    def average_gradients(self, net: nn.Module) -> None:
+        """Data parallel: all-reduce and average ``net``'s gradients over the replicas (no-op alone)."""
+        if self.world == 1:
+            return
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        for g, chunk in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(chunk.view_as(g))
+
+    def broadcast_buffers(self) -> None:
+        """Data parallel: rank 0's BatchNorm / spectral-norm buffers on every replica (no-op alone)."""
+        if self.world == 1:
+            return
+        for net in (self.g, self.d):
+            for buffer in net.buffers():
+                dist.broadcast(buffer, 0)
 
     @property
     def inference_g(self) -> nn.Module:
@@ -85,6 +140,31 @@ class Models(nn.Module):
             pe.lerp_(p, 1.0 - d)
         for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
             be.copy_(b)
+
+    @torch.no_grad()
+    def recalibrate_ema(self, labels: torch.Tensor, batches: int = 8, seed: int = 0) -> None:
+        """Standing statistics: re-estimate the EMA generator's BatchNorm statistics from its own activations.
+
+        The EMA weights never ran in train mode, so G's running statistics do not match them.
+        ``labels`` [M, 24] are training conditions; noise comes from a private seeded generator.
+        """
+        if self.g_ema is None:
+            return
+        norms = [mod for mod in self.g_ema.modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [bn.momentum for bn in norms]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the batches below
+        gen = torch.Generator().manual_seed(seed)
+        device = next(self.g_ema.parameters()).device
+        self.g_ema.train()
+        for chunk in labels.split(max(1, len(labels) // batches)):
+            self.g_ema(torch.randn(len(chunk), self.g_ema.config.z_dim, generator=gen).to(device), chunk.to(device))
+        self.g_ema.eval()
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
 
     def state(self) -> dict:
         """Weights and optimizer / scheduler states for ``last.pt``."""
@@ -103,6 +183,13 @@ class Models(nn.Module):
             s.load_state_dict(sd)
 
 
+def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """What D sees: DiffAugment, after an area downsample to ``config.d_resolution`` when set."""
+    if config.d_resolution and x.shape[-1] > config.d_resolution:
+        x = nn.functional.adaptive_avg_pool2d(x, config.d_resolution)
+    return diff_augment(x, config.diffaugment)
+
+
 def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
            autocast: dict) -> dict:
     """One discriminator update on a real batch and a generated one with the same conditions."""
@@ -110,8 +197,8 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
     with torch.autocast(**autocast):
         with torch.no_grad():
             fake = m.g(noise, labels)  # [B, 3, H, W]
-        real_adv, real_aux = m.d(diff_augment(real, config.diffaugment), labels)
-        fake_adv, _ = m.d(diff_augment(fake.float(), config.diffaugment), labels)
+        real_adv, real_aux = m.d(d_input(real, config), labels)
+        fake_adv, _ = m.d(d_input(fake.float(), config), labels)
     loss = d_loss_fn(real_adv, fake_adv)
     out = {"d_adv": loss.item()}
     if real_aux is not None and config.aux_weight_d > 0:
@@ -119,11 +206,12 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
         loss = loss + config.aux_weight_d * aux
         out["d_aux"] = aux.item()
     if config.loss == "wgan-gp":
-        gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], real, fake.float())
+        gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
         loss = loss + config.gp_weight * gp
         out["gp"] = gp.item()
     m.opt_d.zero_grad(set_to_none=True)
     loss.backward()
+    m.average_gradients(m.d)
     m.opt_d.step()
     return out
 
@@ -133,7 +221,7 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
     g_loss_fn = losses.ADVERSARIAL[config.loss][1]
     with torch.autocast(**autocast):
         fake = m.g(noise, labels)
-        fake_adv, fake_aux = m.d(diff_augment(fake.float(), config.diffaugment), labels)
+        fake_adv, fake_aux = m.d(d_input(fake.float(), config), labels)
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.item()}
     weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
@@ -143,6 +231,7 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
         out["g_aux"] = aux.item()
     m.opt_g.zero_grad(set_to_none=True)
     loss.backward()
+    m.average_gradients(m.g)
     m.opt_g.step()
     return out
 
@@ -193,6 +282,8 @@ def _save(path: Path, obj: dict) -> None:
 
 def _check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
     wanted = config.to_dict()
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    saved = {**{k: defaults[k] for k in wanted if k not in saved and k in defaults}, **saved}
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if diff:
         details = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {wanted.get(k)!r}" for k in diff)
@@ -205,8 +296,12 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def train(config: TrainConfig, options: RunOptions) -> dict:
-    """Train ``config`` into ``options.out``; keep ``best.pt`` by lab accuracy and ``last.pt`` to resume."""
-    device = resolve_device(options.device)
+    """Train ``config`` into ``options.out``; keep ``best.pt`` by lab accuracy and ``last.pt`` to resume.
+
+    Under ``torchrun`` every process trains a replica on its own slice of each batch order (gradients
+    averaged every step); rank 0 alone evaluates and writes files.
+    """
+    ddp, device = init_distributed(resolve_device(options.device))
     if options.threads:
         torch.set_num_threads(options.threads)
     out = Path(options.out)
@@ -217,10 +312,10 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     data = load_dataset(options.data)
     sets = eval_conditions(data)
     torch.manual_seed(config.seed)
-    m = Models(config, len(data.vocabulary), int(data.images.shape[-1]), device)
-    noise_gen = torch.Generator().manual_seed(config.seed + 1)
+    m = Models(config, len(data.vocabulary), int(data.images.shape[-1]), device, ddp.world)
+    noise_gen = torch.Generator().manual_seed(config.seed + 1 + ddp.rank)
     z_dim = m.g.config.z_dim
-    steps_per_epoch = len(data) // config.batch_size
+    steps_per_epoch = len(data) // (config.batch_size * ddp.world)
     state = {"step": 0, "elapsed": 0.0, "best_score": -1.0, "images_seen": 0}
     console = Console(stderr=True)
     if options.resume and last_path.exists():
@@ -228,6 +323,8 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
         _check_resume_config(saved["config"], config, out)
         m.load(saved["models"])
         _set_rng_state(saved["rng"], noise_gen)
+        if ddp.rank:  # rank 0's generator state was saved; the others get their own stream back
+            noise_gen.manual_seed(config.seed + 1 + ddp.rank + 7919 * saved["state"]["step"])
         state = saved["state"]
         console.print(f"resumed {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
     max_steps = _max_steps(options, steps_per_epoch)
@@ -235,15 +332,16 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     start_elapsed, t0 = state["elapsed"], time.time()
     fixed_noise = torch.from_numpy(make_noise(len(next(iter(sets.values()))), z_dim, 0)).to(device)
     running: dict[str, float] = {}
-    with make_progress(disable=not options.show_progress) as progress:
+    with make_progress(disable=not (options.show_progress and ddp.main)) as progress:
         task = progress.add_task(config.preset, total=max_steps or None, completed=state["step"], info="")
         while True:
             state["elapsed"] = start_elapsed + time.time() - t0
-            if _done(state, max_steps, options.minutes):
+            if _agree(_done(state, max_steps, options.minutes), ddp, device):
                 break
             step = state["step"]
             epoch, pos = divmod(step, steps_per_epoch)
-            idx = epoch_order(config.seed, epoch, len(data))[pos * config.batch_size:(pos + 1) * config.batch_size]
+            first = (pos * ddp.world + ddp.rank) * config.batch_size
+            idx = epoch_order(config.seed, epoch, len(data))[first:first + config.batch_size]
             real = to_float(data.images[idx]).to(device)  # [B, 3, H, W]
             if config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
@@ -254,6 +352,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
                 logs = d_step(m, config, real, labels, noise, autocast)
             noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
             logs.update(g_step(m, config, labels, noise, step, autocast))
+            m.broadcast_buffers()
             m.update_ema(config.ema_decay, step)
             if m.sched and (step + 1) % steps_per_epoch == 0:
                 for s in m.sched:
@@ -261,16 +360,29 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             for k, v in logs.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
             state["step"] = step + 1
-            state["images_seen"] += len(idx) * config.n_critic
+            state["images_seen"] += len(idx) * config.n_critic * ddp.world
             info = " ".join(f"{k} {v:.3f}" for k, v in running.items()) + f" acc {state.get('last_score', 0):.3f}"
             progress.update(task, completed=state["step"], info=info)
-            if state["step"] % config.eval_every == 0:
+            if state["step"] % config.eval_every == 0 and ddp.main:
                 state["elapsed"] = start_elapsed + time.time() - t0
                 _evaluate_and_save(m, config, data, evaluator, sets, state, running, fixed_noise, noise_gen,
                                    out, device, console)
-    if state["step"] % config.eval_every != 0 or not (out / "best.pt").exists():
+    if ddp.main and (state["step"] % config.eval_every != 0 or not (out / "best.pt").exists()):
         _evaluate_and_save(m, config, data, evaluator, sets, state, running, fixed_noise, noise_gen, out, device, console)
-    return {"step": state["step"], "best_score": state["best_score"], "minutes": state["elapsed"] / 60}
+    if ddp.created_group:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": state["step"], "best_score": state["best_score"], "minutes": state["elapsed"] / 60,
+            "generator": m.inference_g}
+
+
+def _agree(flag: bool, ddp: Distributed, device: torch.device) -> bool:
+    """True on every rank when it is true on any (so all replicas stop at the same step)."""
+    if ddp.world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def _max_steps(options: RunOptions, steps_per_epoch: int) -> int | None:
@@ -289,6 +401,7 @@ def _evaluate_and_save(m: Models, config: TrainConfig, data: ICLEVRData, evaluat
                        sets: dict[str, torch.Tensor], state: dict, running: dict, fixed_noise: torch.Tensor,
                        noise_gen: torch.Generator, out: Path, device: torch.device, console: Console) -> None:
     """Score the inference generator, write metrics, samples, curves, ``best.pt`` and ``last.pt``."""
+    m.recalibrate_ema(data.labels[:512], seed=state["step"])
     g = m.inference_g
     metrics = score_generator(g, evaluator, sets, config.eval_seeds, device)
     record = {"step": state["step"], "epoch": state["step"] * config.batch_size / len(data),

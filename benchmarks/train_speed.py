@@ -1,0 +1,76 @@
+"""Training throughput (images/s) of a preset's G+D step on CPU/GPU, variants side by side in one run.
+
+    python benchmarks/train_speed.py --preset best --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training.loop import Models, d_step, g_step  # noqa: E402
+from training.presets import get_preset  # noqa: E402
+
+VARIANTS = {
+    "fp32": {"bf16": False, "channels_last": False},
+    "fp32 + channels_last": {"bf16": False, "channels_last": True},
+    "bf16 autocast": {"bf16": True, "channels_last": False},
+    "bf16 autocast + channels_last": {"bf16": True, "channels_last": True},
+}
+
+
+def step_seconds(config, steps: int, device: torch.device) -> float:
+    """Median seconds of one full training iteration (n_critic D steps, one G step, EMA)."""
+    torch.manual_seed(0)
+    m = Models(config, 24, 64, device)
+    b = config.batch_size
+    real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
+    if config.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    labels = (torch.rand(b, 24, device=device) < 0.08).float()
+    labels[:, 0] = 1
+    autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        for _ in range(config.n_critic):
+            d_step(m, config, real, labels, torch.randn(b, m.g.config.z_dim, device=device), autocast)
+        g_step(m, config, labels, torch.randn(b, m.g.config.z_dim, device=device), i, autocast)
+        m.update_ema(config.ema_decay, i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="best")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    base = get_preset(args.preset)
+    if args.batch_size:
+        base = replace(base, batch_size=args.batch_size)
+    print(f"preset {args.preset}, batch {base.batch_size}, device {device}, {torch.get_num_threads()} threads")
+    print("| variant | s/iteration | images/s | x fp32 |\n|---|---|---|---|")
+    first = None
+    for name, flags in VARIANTS.items():
+        seconds = step_seconds(replace(base, **flags), args.steps, device)
+        ips = base.batch_size / seconds
+        first = first or ips
+        print(f"| {name} | {seconds:.3f} | {ips:.1f} | {ips / first:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
