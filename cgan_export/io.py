@@ -34,6 +34,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -49,3 +50,9 @@ def atomic_write(target: Path, writer: Callable[[Path], Any]) -> Path:
 def write_json(target: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     return atomic_write(target, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

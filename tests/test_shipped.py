@@ -1,0 +1,49 @@
+"""The trained generator that ships in exported/: loads, carries metadata, backends agree, generate works."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cgan_export.export import parity_inputs
+from cgan_export.runtime import DEFAULT_MODELS, EXPORTED_DIR, OnnxBackend, TorchBackend, TorchScriptBackend
+
+ROOT = EXPORTED_DIR.parent
+SHIPPED_ATOL = 1e-4
+
+
+def test_shipped_files_exist_and_fit_in_git():
+    for path in [*DEFAULT_MODELS.values(), EXPORTED_DIR / "manifest.json", EXPORTED_DIR / "evaluator.pt"]:
+        assert path.is_file(), path
+        assert path.stat().st_size <= 32 * 2 ** 20, path
+
+
+def test_shipped_artifacts_carry_the_same_metadata():
+    onnx_meta = OnnxBackend(DEFAULT_MODELS["onnx"], "cpu").metadata
+    ts_meta = TorchScriptBackend(DEFAULT_MODELS["torchscript"], "cpu").metadata
+    manifest = json.loads((EXPORTED_DIR / "manifest.json").read_text())
+    assert onnx_meta == ts_meta == manifest["metadata"]
+    assert len(onnx_meta["vocabulary"]) == 24 and onnx_meta["image_size"] == 64
+    assert onnx_meta["metrics"]["score"] > 0
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_shipped_backends_agree(batch):
+    onnx_run = OnnxBackend(DEFAULT_MODELS["onnx"], "cpu")
+    noise, condition = parity_inputs(onnx_run.metadata, batch, seed=batch)
+    reference = TorchBackend(DEFAULT_MODELS["torch"], "cpu").run(noise, condition)
+    np.testing.assert_allclose(onnx_run.run(noise, condition), reference, atol=SHIPPED_ATOL, rtol=0)
+    np.testing.assert_allclose(TorchScriptBackend(DEFAULT_MODELS["torchscript"], "cpu").run(noise, condition),
+                               reference, atol=SHIPPED_ATOL, rtol=0)
+
+
+def test_readme_generate_example_writes_its_pngs(tmp_path):
+    out = tmp_path / "outputs"
+    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", "red cube", "blue cylinder", "--out", str(out)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.glob("red-cube_blue-cylinder_*.png")) == [f"red-cube_blue-cylinder_{i:03d}.png" for i in range(8)]
+    assert (out / "grid.png").is_file() and "written to" in run.stdout
+    assert "Error" not in run.stderr and "CUDAExecutionProvider" not in run.stderr
