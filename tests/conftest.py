@@ -101,3 +101,12 @@ def exported_best(tmp_path_factory, vocabulary) -> Path:
     save_generator(folder / "generator.pt", small_generator("best"), vocabulary, {"score": 0.5})
     export(folder / "generator.pt", ["onnx", "torchscript"], folder, report=lambda _: None)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name every GPU test that was skipped, so a CPU-only run says exactly what it did not check."""
+    skipped = [r.nodeid for r in terminalreporter.stats.get("skipped", []) if "gpu" in r.keywords]
+    if skipped:
+        terminalreporter.section("GPU tests skipped (no usable CUDA GPU)")
+        for nodeid in skipped:
+            terminalreporter.line(nodeid)
