@@ -106,6 +106,13 @@ class Models:
         self.sched = [torch.optim.lr_scheduler.StepLR(o, step_size=max(config.lr_step_epochs, 1), gamma=config.lr_gamma)
                       for o in (self.opt_g, self.opt_d)] if config.lr_step_epochs else []
 
+    def optimize(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer) -> None:
+        """Backward ``loss``, average ``net``'s gradients over replicas, step ``opt``."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.average_gradients(net)
+        opt.step()
+
     def average_gradients(self, net: nn.Module) -> None:
         """Data parallel: all-reduce and average ``net``'s gradients over the replicas (no-op alone)."""
         if self.world == 1:
@@ -209,16 +216,14 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
         gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
         loss = loss + config.gp_weight * gp
         out["gp"] = gp.item()
-    m.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
-    m.average_gradients(m.d)
-    m.opt_d.step()
+    m.optimize(loss, m.d, m.opt_d)
     return out
 
 
 def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict) -> dict:
     """One generator update: adversarial loss plus the (ramped) auxiliary classification loss."""
     g_loss_fn = losses.ADVERSARIAL[config.loss][1]
+    m.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
     with torch.autocast(**autocast):
         fake = m.g(noise, labels)
         fake_adv, fake_aux = m.d(d_input(fake.float(), config), labels)
@@ -229,10 +234,8 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
         aux = losses.aux_bce(fake_aux, labels)
         loss = loss + weight * aux
         out["g_aux"] = aux.item()
-    m.opt_g.zero_grad(set_to_none=True)
-    loss.backward()
-    m.average_gradients(m.g)
-    m.opt_g.step()
+    m.optimize(loss, m.g, m.opt_g)
+    m.d.requires_grad_(True)
     return out
 
 
