@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .export import export, parity_inputs

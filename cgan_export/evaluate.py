@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -10,9 +9,9 @@ import numpy as np
 import torch
 
 from .checkpoint import make_noise
-from .errors import CganError
-from .evaluator import Evaluator, lab_accuracy, per_object_hits
+from .evaluator import Evaluator, per_object_hits
 from .runtime import Backend, metadata_vocabulary
+from .vocabulary import read_condition_file
 
 
 def evaluate_conditions(backend: Backend, evaluator: Evaluator, conditions: Sequence[Sequence[str]],
@@ -26,8 +25,8 @@ def evaluate_conditions(backend: Backend, evaluator: Evaluator, conditions: Sequ
     for seed in range(seeds):
         images = torch.from_numpy(backend.run(make_noise(len(cond), z_dim, seed), cond))  # [N, 3, H, W]
         scores = evaluator.scores(images)  # [N, 24]
-        accs.append(lab_accuracy(scores, cond_t))
         h, c = per_object_hits(scores, cond_t)
+        accs.append(float(h.sum() / c.sum()))
         hits, counts = hits + h, counts + c
     per_object = {vocab.names[i]: round(float(hits[i] / counts[i]), 4) for i in range(len(vocab)) if counts[i] > 0}
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "min": float(np.min(accs)),
@@ -39,12 +38,5 @@ def evaluate_files(backend: Backend, evaluator: Evaluator, files: Sequence[Path]
     """``evaluate_conditions`` for each lab condition file, keyed by file name."""
     report = {}
     for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise CganError(f"condition file {path} does not exist")
-        try:
-            conditions = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CganError(f"{path} is not valid JSON: {exc}") from None
-        report[path.name] = evaluate_conditions(backend, evaluator, conditions, seeds)
+        report[Path(path).name] = evaluate_conditions(backend, evaluator, read_condition_file(path), seeds)
     return report

@@ -23,18 +23,8 @@ def build_classifier(num_classes: int = 24) -> nn.Module:
 
 def lab_accuracy(scores: torch.Tensor, conditions: torch.Tensor) -> float:
     """Total top-k hits / total objects, k = objects per image.  ``scores``, ``conditions``: [N, 24]."""
-    hits, total = lab_hits(scores, conditions)
-    return hits / max(total, 1)
-
-
-def lab_hits(scores: torch.Tensor, conditions: torch.Tensor) -> tuple[int, int]:
-    """(hits, objects) of the lab accuracy, so partial results can be summed."""
-    hits = 0
-    ks = conditions.sum(dim=1).round().long()  # [N]
-    for row, cond, k in zip(scores, conditions, ks.tolist()):
-        top = row.topk(k).indices
-        hits += int(cond[top].gt(0.5).sum())
-    return hits, int(ks.sum())
+    hits, counts = per_object_hits(scores, conditions)
+    return float(hits.sum() / counts.sum().clamp(min=1))
 
 
 def per_object_hits(scores: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +10,7 @@ from .errors import CganError, VocabularyError
 from .images import save_grid, save_png, slug
 from .io import ensure_writable_dir
 from .runtime import generate, metadata_vocabulary, open_backend
+from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
 
@@ -20,15 +20,7 @@ def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None)
     if objects and conditions_file:
         raise CganError("give object names or --conditions FILE, not both")
     if conditions_file:
-        if not Path(conditions_file).is_file():
-            raise CganError(f"condition file {conditions_file} does not exist")
-        try:
-            data = json.loads(Path(conditions_file).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CganError(f"{conditions_file} is not valid JSON: {exc}") from None
-        if not isinstance(data, list) or not data or not all(isinstance(c, list) for c in data):
-            raise CganError(f"{conditions_file} must be a non-empty JSON list of conditions (lists of names)")
-        return [[str(n) for n in c] for c in data]
+        return read_condition_file(conditions_file)
     if not objects:
         raise VocabularyError("empty condition: give at least one object, e.g. python cli.py generate 'red cube'")
     return [list(objects)]

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import DatasetError, VocabularyError
+from .errors import CganError, DatasetError, VocabularyError
 
 DEFAULT_MAX_OBJECTS = 3
 
@@ -116,3 +116,17 @@ class Vocabulary:
     def decode(self, multi_hot: Sequence[float]) -> list[str]:
         """Multi-hot vector -> list of names (positions > 0.5)."""
         return [self.names[i] for i, v in enumerate(multi_hot) if float(v) > 0.5]
+
+
+def read_condition_file(path: Path) -> list[list[str]]:
+    """Read a lab condition file: a non-empty JSON list of conditions (lists of object names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CganError(f"condition file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CganError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list) or not data or not all(isinstance(c, list) for c in data):
+        raise CganError(f"{path} must be a non-empty JSON list of conditions (lists of object names)")
+    return [[str(n) for n in c] for c in data]

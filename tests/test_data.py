@@ -1,10 +1,8 @@
 import json
 import time
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cgan_export.errors import DatasetError
 from training.data import iterate_batches, load_dataset, scene_of, scene_split

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cgan_export.errors import DatasetError, VocabularyError
+from cgan_export.errors import CganError, DatasetError, VocabularyError
 from cgan_export.io import atomic_path
-from cgan_export.vocabulary import Vocabulary
+from cgan_export.vocabulary import Vocabulary, read_condition_file
 
 DATA_ENV = "CGAN_EXPORT_DATA"
 CACHE_ENV = "CGAN_EXPORT_CACHE"
@@ -65,16 +65,14 @@ def load_vocabulary(root: Path) -> Vocabulary:
 
 
 def load_conditions(path: Path, vocabulary: Vocabulary) -> list[list[str]]:
-    """Read a lab condition file (a JSON list of lists of names) and validate every name."""
-    data = _read_json(Path(path))
-    if not isinstance(data, list) or not all(isinstance(c, list) for c in data):
-        raise DatasetError(f"{path} must be a JSON list of conditions (lists of object names)")
+    """Read a lab condition file and validate every name against the folder's vocabulary."""
     try:
-        for condition in data:
+        conditions = read_condition_file(Path(path))
+        for condition in conditions:
             vocabulary.parse(condition)
-    except VocabularyError as exc:
+    except CganError as exc:
         raise DatasetError(f"{path}: {exc}") from None
-    return [[str(n) for n in c] for c in data]
+    return conditions
 
 
 def read_annotations(root: Path, vocabulary: Vocabulary) -> dict[str, list[str]]:
