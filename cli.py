@@ -35,6 +35,11 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
+class Stem(str, Enum):
+    imagenet = "imagenet"
+    no_maxpool = "no-maxpool"
+
+
 class ExportFormatChoice(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
@@ -64,6 +69,8 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Total training minutes over all resumes.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Total epochs (instead of --minutes).")] = None,
+    anneal: Annotated[float, typer.Option(min=0.0, help="Let the learning rates fall linearly to 0 over the budget's "
+                                          "last ANNEAL minutes (or epochs, with --epochs).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
@@ -85,7 +92,7 @@ def train(
         minutes = 60.0
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
-                                             resume=resume, device=device.value, threads=threads,
+                                             anneal=anneal, resume=resume, device=device.value, threads=threads,
                                              show_progress=sys.stderr.isatty()))
     typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "
                f"best checkpoint {out / 'best.pt'}")
@@ -191,7 +198,8 @@ def bench(
 def evaluator_train(
     data: DataOption = None,
     out: Annotated[Path, typer.Option(help="Evaluator file to write.")] = EXPORTED / "evaluator.pt",
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    stem: Annotated[Stem, typer.Option(help="ResNet-18 stem: the torchvision one, or without its max-pool (finer features).")] = Stem.no_maxpool,
     batch_size: Annotated[int, typer.Option(min=8, help="Batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,
@@ -201,7 +209,8 @@ def evaluator_train(
     from training.evaluator_training import EvaluatorConfig, train_evaluator
 
     ensure_writable_dir(out.parent)
-    metrics = train_evaluator(data, out, EvaluatorConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16),
+    metrics = train_evaluator(data, out, EvaluatorConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16,
+                                                                 stem=stem.value),
                               show_progress=sys.stderr.isatty())
     typer.echo(json.dumps(metrics))
     typer.echo(f"evaluator: {out}")

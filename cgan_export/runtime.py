@@ -74,7 +74,14 @@ def _parse_metadata(raw: str | None, path: Path) -> dict:
 class OnnxSession:
     """An ONNX Runtime session with checked providers, deliberate options, dtype casting and CUDA IO binding."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, cuda_graph: bool = False):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None, cuda_graph: bool = False,
+                 optimization: str = "extended"):
+        """``optimization``: ONNX Runtime's graph optimization level, ``basic``, ``extended`` or ``all``.
+
+        ``extended`` by default: ``all`` adds the CPU's NCHWc layout transform, whose reorders around
+        every Conv cost more than they save in these ConvTranspose-heavy generators (``cli.py bench``
+        shows both side by side).  The NCHWc transform does not apply to the CUDA provider.
+        """
         import onnxruntime as ort
 
         self.path = _require_file(path)
@@ -82,7 +89,12 @@ class OnnxSession:
         if self.device == "cuda":
             import torch  # noqa: F401  (loads the CUDA libraries ONNX Runtime's CUDA provider needs)
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if optimization not in levels:
+            raise CganError(f"unknown graph optimization level {optimization!r}; choose one of {', '.join(levels)}")
+        options.graph_optimization_level = levels[optimization]
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -147,8 +159,8 @@ class Backend(Protocol):
 class OnnxBackend:
     """ONNX Runtime backend (CUDA provider when a GPU is usable, else CPU)."""
 
-    def __init__(self, path: Path, device: str = "auto", cuda_graph: bool = False):
-        self.session = OnnxSession(path, device, cuda_graph=cuda_graph)
+    def __init__(self, path: Path, device: str = "auto", cuda_graph: bool = False, optimization: str = "extended"):
+        self.session = OnnxSession(path, device, cuda_graph=cuda_graph, optimization=optimization)
         self.device = self.session.device
         self.metadata = self.session.metadata
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cgan_export.errors import ModelFileError
-from cgan_export.evaluator import lab_accuracy, load_evaluator
+from cgan_export.evaluator import build_classifier, evaluator_checkpoint, lab_accuracy, load_evaluator
 
 from .conftest import REAL_DATA
 
@@ -40,6 +40,16 @@ def test_evaluator_file_is_weights_only_and_self_describing(random_evaluator):
     assert ckpt["image_size"] == 64 and len(ckpt["vocabulary"]) == 24
     evaluator = load_evaluator(random_evaluator)
     assert evaluator.scores(torch.zeros(2, 3, 64, 64)).shape == (2, 24)
+
+
+def test_evaluator_file_rebuilds_its_own_resnet_stem(vocabulary, tmp_path):
+    path = tmp_path / "evaluator.pt"
+    net = build_classifier(24, "no-maxpool")
+    torch.save(evaluator_checkpoint(net, vocabulary, 64, {}, {}, stem="no-maxpool"), path)
+    evaluator = load_evaluator(path)
+    assert isinstance(evaluator.net.maxpool, torch.nn.Identity) and evaluator.info["stem"] == "no-maxpool"
+    assert torch.allclose(evaluator.scores(torch.zeros(1, 3, 64, 64)),
+                          torch.sigmoid(net.eval()(torch.zeros(1, 3, 64, 64))), atol=1e-2)  # fp16 storage
 
 
 def test_missing_or_foreign_evaluator_file_is_a_clear_error(tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from cgan_export.export import export
 from training import losses
-from training.loop import RunOptions, train
+from training.loop import RunOptions, lr_factor, train
 from training.presets import PRESETS, get_preset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +51,43 @@ def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path
               replace(options, resume=True, epochs=4 / 6))
     with pytest.raises(CganError, match="already holds a run"):
         train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+
+
+def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
+    config = get_preset("best")
+    by_epochs = RunOptions(out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below
+    factors = [lr_factor(config, by_epochs, step, 100, 0.0, 1000) for step in (0, 600, 800, 1000)]
+    assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
+    by_minutes = RunOptions(out=Path("unused"), minutes=60, anneal=30)
+    factors = [lr_factor(config, by_minutes, 0, 100, minutes * 60, None) for minutes in (10, 30, 45, 61)]
+    assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
+
+
+def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():
+    config = get_preset("cdcgan")  # x0.5 every 50 epochs
+    options = RunOptions(out=Path("unused"), epochs=200)
+    factors = [lr_factor(config, options, epoch * 10, 10, 0.0, 2000) for epoch in (0, 49, 50, 100, 150)]
+    assert factors == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125])
+
+
+def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, random_evaluator, vocabulary, tmp_path,
+                                                                      capsys):
+    import hashlib
+    from dataclasses import replace
+
+    from cgan_export.evaluator import build_classifier, evaluator_checkpoint
+
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(config, options)
+    torch.manual_seed(1)
+    other = tmp_path / "other-evaluator.pt"
+    torch.save(evaluator_checkpoint(build_classifier(), vocabulary, 64, {"holdout_lab_accuracy": 0.0}, {}), other)
+    capsys.readouterr()
+    train(config, replace(options, evaluator=other, resume=True, epochs=4 / 6))
+    assert "the evaluator changed" in capsys.readouterr().err
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]
+    assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16]
 
 
 def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:

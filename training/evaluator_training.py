@@ -20,7 +20,8 @@ from .progress import make_progress
 class EvaluatorConfig:
     """Hyper-parameters of evaluator training."""
 
-    epochs: int = 12
+    epochs: int = 10
+    stem: str = "no-maxpool"  # see cgan_export.evaluator.build_classifier
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -64,7 +65,7 @@ def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig =
     data = load_dataset(data_root)
     train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
     train, hold = data.subset(train_idx), data.subset(hold_idx)
-    net = build_classifier(len(data.vocabulary))
+    net = build_classifier(len(data.vocabulary), config.stem)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -92,10 +93,12 @@ def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig =
                 progress.update(task, advance=1, info=f"epoch {epoch + 1} loss {loss.item():.4f} held-out acc {acc:.4f}")
             acc = holdout_accuracy(net, hold, config.channels_last)
             progress.update(task, info=f"epoch {epoch + 1} loss {loss.item():.4f} held-out acc {acc:.4f}")
+            progress.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {loss.item():.4f}, "
+                                   f"held-out lab accuracy {acc:.4f} ({time.time() - start:.0f} s)")
     elapsed = time.time() - start
     metrics = {"holdout_lab_accuracy": acc, "holdout_images": len(hold), "holdout_scenes": int(len({f.split('_')[2] for f in hold.files})),
                "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
-    ckpt = evaluator_checkpoint(net, data.vocabulary, int(data.images.shape[-1]), metrics, asdict(config))
+    ckpt = evaluator_checkpoint(net, data.vocabulary, int(data.images.shape[-1]), metrics, asdict(config), config.stem)
     with atomic_path(Path(out)) as tmp:
         torch.save(ckpt, tmp)
     return metrics

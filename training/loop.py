@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import time
@@ -14,7 +15,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from rich.console import Console
 
-from cgan_export.checkpoint import generator_checkpoint, make_noise
+from cgan_export.checkpoint import generator_checkpoint, load_generator, make_noise
 from cgan_export.errors import CganError
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.io import atomic_path
@@ -38,6 +39,7 @@ class RunOptions:
     evaluator: Path = Path("exported/evaluator.pt")
     minutes: float | None = None  # total training minutes over all resumed runs
     epochs: float | None = None
+    anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
     resume: bool = False
     device: str = "auto"
     threads: int = 0
@@ -82,7 +84,7 @@ def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
 
 
 class Models:
-    """G, D and the EMA copy of G, with their optimizers and schedulers kept beside."""
+    """G, D and the EMA copy of G, with their optimizers kept beside."""
 
     def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device,
                  world: int = 1):
@@ -102,8 +104,13 @@ class Models:
                     dist.broadcast(tensor, 0)
         self.opt_g = torch.optim.Adam(self.g.parameters(), config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), config.lr_d, betas=config.betas)
-        self.sched = [torch.optim.lr_scheduler.StepLR(o, step_size=max(config.lr_step_epochs, 1), gamma=config.lr_gamma)
-                      for o in (self.opt_g, self.opt_d)] if config.lr_step_epochs else []
+        self.base_lr = {self.opt_g: config.lr_g, self.opt_d: config.lr_d}
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Both optimizers' learning rates = their config value x ``factor``."""
+        for opt, base in self.base_lr.items():
+            for group in opt.param_groups:
+                group["lr"] = base * factor
 
     def optimize(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer) -> None:
         """Backward ``loss``, average ``net``'s gradients over replicas, step ``opt``."""
@@ -173,11 +180,10 @@ class Models:
             bn.momentum = momentum
 
     def state(self) -> dict:
-        """Weights and optimizer / scheduler states for ``last.pt``."""
+        """Weights and optimizer states for ``last.pt`` (learning rates are a function of the step)."""
         return {"g": self.g.state_dict(), "d": self.d.state_dict(),
                 "g_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "sched": [s.state_dict() for s in self.sched]}
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
 
     def load(self, state: dict) -> None:
         """Inverse of :meth:`state`."""
@@ -185,8 +191,23 @@ class Models:
         if self.g_ema is not None:
             self.g_ema.load_state_dict(state["g_ema"])
         self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
-        for s, sd in zip(self.sched, state["sched"]):
-            s.load_state_dict(sd)
+
+
+def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float,
+              max_steps: int | None) -> float:
+    """The learning-rate multiplier at ``step``: the preset's step decay times the end-of-budget anneal.
+
+    Step decay: ``lr_gamma`` every ``lr_step_epochs`` completed epochs.  Anneal: linear to 0 over the
+    last ``options.anneal`` epochs (``--epochs`` budget) or minutes (``--minutes`` budget).
+    """
+    factor = config.lr_gamma ** (step // steps_per_epoch // config.lr_step_epochs) if config.lr_step_epochs else 1.0
+    if options.anneal > 0:
+        if max_steps is not None:
+            remaining = (max_steps - step) / (options.anneal * steps_per_epoch)
+        else:
+            remaining = (options.minutes * 60 - elapsed) / (options.anneal * 60)
+        factor *= min(1.0, max(0.0, remaining))
+    return factor
 
 
 def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -311,6 +332,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     if last_path.exists() and not options.resume:
         raise CganError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     evaluator = load_evaluator(options.evaluator)
+    evaluator_id = hashlib.sha256(Path(options.evaluator).read_bytes()).hexdigest()[:16]
     data = load_dataset(options.data)
     sets = eval_conditions(data)
     torch.manual_seed(config.seed)
@@ -329,6 +351,9 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             noise_gen.manual_seed(config.seed + 1 + ddp.rank + 7919 * saved["state"]["step"])
         state = saved["state"]
         console.print(f"resumed {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
+        if ddp.main and state.get("evaluator") != evaluator_id:
+            state["best_score"] = _rescore_best(out / "best.pt", evaluator, sets, config.eval_seeds, device, console)
+    state["evaluator"] = evaluator_id
     max_steps = _max_steps(options, steps_per_epoch)
     autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
     start_elapsed, t0 = state["elapsed"], time.time()
@@ -337,8 +362,8 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     with make_progress(disable=not (options.show_progress and ddp.main)) as progress:
         task = progress.add_task(config.preset, total=max_steps or None, completed=state["step"], info="")
         while True:
-            state["elapsed"] = start_elapsed + time.time() - t0
-            if _agree(_done(state, max_steps, options.minutes), ddp, device):
+            state["elapsed"] = _agreed_clock(start_elapsed + time.time() - t0, ddp, device)
+            if _done(state, max_steps, options.minutes):
                 break
             step = state["step"]
             epoch, pos = divmod(step, steps_per_epoch)
@@ -348,6 +373,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             if config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
             labels = data.labels[idx].to(device)  # [B, 24]
+            m.set_lr_factor(lr_factor(config, options, step, steps_per_epoch, state["elapsed"], max_steps))
             m.g.train(), m.d.train()
             for _ in range(config.n_critic):
                 noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
@@ -356,9 +382,6 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             logs.update(g_step(m, config, labels, noise, step, autocast))
             m.broadcast_buffers()
             m.update_ema(config.ema_decay, step)
-            if m.sched and (step + 1) % steps_per_epoch == 0:
-                for s in m.sched:
-                    s.step()
             for k, v in logs.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
             state["step"] = step + 1
@@ -378,13 +401,24 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             "generator": m.inference_g}
 
 
-def _agree(flag: bool, ddp: Distributed, device: torch.device) -> bool:
-    """True on every rank when it is true on any (so all replicas stop at the same step)."""
+def _rescore_best(path: Path, evaluator: Evaluator, sets: dict[str, torch.Tensor], seeds: int,
+                  device: torch.device, console: Console) -> float:
+    """The score of the run's ``best.pt`` under another evaluator than the one that picked it (-1 if none)."""
+    if not path.exists():
+        return -1.0
+    g, _ = load_generator(path)
+    score = score_generator(g.to(device), evaluator, sets, seeds, device)["score"]
+    console.print(f"the evaluator changed since {path} was picked: its score under this one is {score:.3f}")
+    return score
+
+
+def _agreed_clock(elapsed: float, ddp: Distributed, device: torch.device) -> float:
+    """The training clock every rank agrees on (the slowest one's), so budget and anneal match on all replicas."""
     if ddp.world == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return elapsed
+    t = torch.tensor([elapsed], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return float(t.item())
 
 
 def _max_steps(options: RunOptions, steps_per_epoch: int) -> int | None:

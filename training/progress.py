@@ -1,4 +1,4 @@
-"""A rich progress bar shared by the training commands (plain lines when not on a terminal)."""
+"""A rich progress bar shared by the training commands (hidden when not on a terminal)."""
 
 from __future__ import annotations
 
