@@ -78,6 +78,8 @@ def train(
     eval_every: Annotated[Optional[int], typer.Option(help="Score and checkpoint every K iterations.")] = None,
     evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile",
+                                                    help="torch.compile G and D (default: on CUDA only).")] = None,
 ) -> None:
     """Train a preset; keeps best.pt (by lab accuracy) and last.pt (to --resume) in the run folder."""
     from training.data import default_cache_dir
@@ -93,6 +95,7 @@ def train(
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
                                              anneal=anneal, resume=resume, device=device.value, threads=threads,
+                                             compile=compile,
                                              show_progress=sys.stderr.isatty()))
     typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "
                f"best checkpoint {out / 'best.pt'}")

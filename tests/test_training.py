@@ -39,6 +39,17 @@ def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random
     assert manifest["metadata"]["training"]["preset"] == preset
 
 
+@pytest.mark.slow
+def test_compiled_training_writes_plain_checkpoints_that_export(data_root, random_evaluator, tmp_path):
+    config = get_preset("cdcgan", batch_size=4, eval_every=2, eval_seeds=1, **TINY["cdcgan"])  # no EMA: G itself ships
+    out = tmp_path / "run"
+    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, compile=True,
+                             show_progress=False))
+    assert not any("_orig_mod" in k for k in torch.load(out / "last.pt", weights_only=True)["models"]["g"])
+    manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
+    assert manifest["files"]["generator.onnx"]["parity_max_abs_diff"] < 1e-4
+
+
 def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
     options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)

@@ -42,6 +42,7 @@ class RunOptions:
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
     resume: bool = False
     device: str = "auto"
+    compile: bool | None = None  # torch.compile G and D; None: on CUDA only
     threads: int = 0
     show_progress: bool = True
 
@@ -137,6 +138,11 @@ class Models:
         for net in (self.g, self.d):
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)
+
+    def compile(self) -> None:
+        """``torch.compile`` G and D in place (state_dict keys unchanged; the EMA copy stays eager)."""
+        self.g.compile()
+        self.d.compile()
 
     @property
     def inference_g(self) -> nn.Module:
@@ -354,6 +360,8 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
         if ddp.main and state.get("evaluator") != evaluator_id:
             state["best_score"] = _rescore_best(out / "best.pt", evaluator, sets, config.eval_seeds, device, console)
     state["evaluator"] = evaluator_id
+    if options.compile or (options.compile is None and device.type == "cuda"):
+        m.compile()
     max_steps = _max_steps(options, steps_per_epoch)
     autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
     start_elapsed, t0 = state["elapsed"], time.time()
