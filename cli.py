@@ -80,15 +80,18 @@ def train(
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile",
                                                     help="torch.compile G and D (default: on CUDA only).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset field, KEY=VALUE (JSON "
+                                                      "value), e.g. --set ema_decay=0; repeatable.")] = None,
 ) -> None:
     """Train a preset; keeps best.pt (by lab accuracy) and last.pt (to --resume) in the run folder."""
     from training.data import default_cache_dir
     from training.loop import RunOptions, train as run_training
-    from training.presets import PRESETS, get_preset
+    from training.presets import PRESETS, get_preset, parse_overrides
 
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size, "eval_every": eval_every}.items() if v is not None}
+    overrides.update(parse_overrides(set_ or []))
     config = get_preset(preset, **overrides)
     if minutes is None and epochs is None:
         minutes = 60.0

@@ -41,11 +41,11 @@ def main() -> None:
     files = [resolve_data_root(args.data) / f for f in CONDITION_FILES]
     rows = [run_row(run, evaluator, files, args.seeds) for run in args.runs if (run / "best.pt").is_file()]
     rows.sort(key=lambda r: -(r["test.json"][0] + r["new_test.json"][0]))
-    print(f"| preset | test.json (mean ± std, {args.seeds} seeds) | new_test.json | training images/s | "
+    print(f"| run | preset | test.json (mean ± std, {args.seeds} seeds) | new_test.json | training images/s | "
           "wall minutes | images seen | best at step |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['preset']} | {r['test.json'][0]:.3f} ± {r['test.json'][1]:.3f} | "
+        print(f"| {r['run']} | {r['preset']} | {r['test.json'][0]:.3f} ± {r['test.json'][1]:.3f} | "
               f"{r['new_test.json'][0]:.3f} ± {r['new_test.json'][1]:.3f} | {r['images_per_second']:.0f} | "
               f"{r['minutes']:.1f} | {r['images_seen']} | {r['best_step']} |")
     print(json.dumps(rows), file=sys.stderr)

@@ -13,7 +13,7 @@ import torch
 from cgan_export.export import export
 from training import losses
 from training.loop import RunOptions, lr_factor, train
-from training.presets import PRESETS, get_preset
+from training.presets import PRESETS, get_preset, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {  # small widths so every preset trains in seconds
@@ -48,6 +48,16 @@ def test_compiled_training_writes_plain_checkpoints_that_export(data_root, rando
     assert not any("_orig_mod" in k for k in torch.load(out / "last.pt", weights_only=True)["models"]["g"])
     manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
     assert manifest["files"]["generator.onnx"]["parity_max_abs_diff"] < 1e-4
+
+
+def test_set_overrides_parse_json_values_and_refuse_unknown_fields():
+    from cgan_export.errors import CganError
+
+    assert parse_overrides(["ema_decay=0", "diffaugment=color,translation", "betas=[0, 0.9]", "aux-weight-g=2.5"]) == {
+        "ema_decay": 0, "diffaugment": "color,translation", "betas": (0, 0.9), "aux_weight_g": 2.5}
+    for bad in (["emadecay=0"], ["ema_decay"], ["preset=acgan"]):
+        with pytest.raises(CganError, match="KEY=VALUE"):
+            parse_overrides(bad)
 
 
 def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from cgan_export.errors import CganError
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,21 @@ def get_preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["ema_decay=0", "diffaugment=color,translation"]`` -> config field overrides (values read as JSON,
+    else kept as text); unknown fields and malformed items are a :class:`CganError`."""
+    known = {f.name for f in fields(TrainConfig)} - {"preset"}
+    overrides = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise CganError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides[key] = tuple(value) if key == "betas" and isinstance(value, list) else value
+    return overrides
