@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -16,14 +17,32 @@ from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
+    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3,
+                        settle_s: float = 0.3) -> dict[str, float]:
+    """Median wall time of each function, timed round-robin (one run of each per round).
+
+    Interleaving makes the ratios robust to a machine whose speed drifts during the run (shared
+    cores, frequency changes): a slow spell slows every backend alike instead of one of them.  In each
+    round a function first runs untimed for ``settle_s`` (at least once), so its timed run does not pay
+    for the previous backend's leftovers (ONNX Runtime's pool threads spin for a while after a run).
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            settle_until = time.perf_counter() + settle_s
+            fn()
+            while time.perf_counter() < settle_until:
+                fn()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -48,9 +67,7 @@ def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
     export(checkpoint, formats, folder, report=lambda _: None)
     runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu"),
                                   "torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
-                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
-                                  "onnxruntime cpu, NCHWc layout (level all)": OnnxBackend(folder / "generator.onnx", "cpu",
-                                                                                          optimization="all")}
+                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu")}
     if cuda_usable():
         runners["torch eager cuda"] = TorchBackend(checkpoint, "cuda")
         runners["onnxruntime cuda"] = OnnxBackend(folder / "generator.onnx", "cuda")
@@ -72,9 +89,10 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         rows = []
         for batch in batch_sizes:
             noise, condition = parity_inputs(meta, batch)
+            medians = interleaved_medians({name: functools.partial(runner.run, noise, condition)
+                                           for name, runner in runners.items()}, repeats)
             base = None
-            for name, runner in runners.items():
-                seconds = median_seconds(lambda: runner.run(noise, condition), repeats)
+            for name, seconds in medians.items():
                 ips = batch / seconds
                 base = base or ips
                 rows.append({"batch": batch, "backend": name, "images_per_second": ips, "vs_eager": ips / base,
