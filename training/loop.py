@@ -207,12 +207,10 @@ def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epo
     last ``options.anneal`` epochs (``--epochs`` budget) or minutes (``--minutes`` budget).
     """
     factor = config.lr_gamma ** (step // steps_per_epoch // config.lr_step_epochs) if config.lr_step_epochs else 1.0
-    if options.anneal > 0:
-        if max_steps is not None:
-            remaining = (max_steps - step) / (options.anneal * steps_per_epoch)
-        else:
-            remaining = (options.minutes * 60 - elapsed) / (options.anneal * 60)
-        factor *= min(1.0, max(0.0, remaining))
+    if options.anneal > 0 and max_steps is not None:
+        factor *= min(1.0, max(0.0, (max_steps - step) / (options.anneal * steps_per_epoch)))
+    elif options.anneal > 0 and options.minutes is not None:
+        factor *= min(1.0, max(0.0, (options.minutes * 60 - elapsed) / (options.anneal * 60)))
     return factor
 
 
