@@ -17,7 +17,7 @@ from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    return interleaved_medians({"fn": fn}, repeats, warmup)["fn"]
+    return interleaved_medians({"fn": fn}, repeats, warmup, settle_s=0.0)["fn"]
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3,

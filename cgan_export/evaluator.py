@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import torch
@@ -75,9 +77,9 @@ class Evaluator:
         return lab_accuracy(self.scores(images), conditions)
 
 
-def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int, metrics: dict, config: dict,
-                         stem: str = "imagenet") -> dict:
-    """The self-describing evaluator file content (fp16 weights)."""
+def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int, metrics: dict, config: dict) -> dict:
+    """The self-describing evaluator file content (fp16 weights; the stem read off ``net``)."""
+    stem = "no-maxpool" if isinstance(net.maxpool, nn.Identity) else "imagenet"
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
     return {
         "kind": EVALUATOR_KIND,
@@ -98,8 +100,9 @@ def load_evaluator(path: Path) -> Evaluator:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"evaluator file {path} does not exist (train one with: python cli.py evaluator train)")
+    raw = path.read_bytes()
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelFileError(f"cannot read evaluator file {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != EVALUATOR_KIND:
@@ -109,4 +112,5 @@ def load_evaluator(path: Path) -> Evaluator:
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     net = net.to(memory_format=torch.channels_last)
     info = {k: ckpt[k] for k in ("metrics", "config", "normalization", "stem") if k in ckpt}
+    info["sha256"] = hashlib.sha256(raw).hexdigest()  # identifies the scorer behind a run's scores
     return Evaluator(net, vocabulary, int(ckpt["image_size"]), info)

@@ -45,7 +45,7 @@ def test_evaluator_file_is_weights_only_and_self_describing(random_evaluator):
 def test_evaluator_file_rebuilds_its_own_resnet_stem(vocabulary, tmp_path):
     path = tmp_path / "evaluator.pt"
     net = build_classifier(24, "no-maxpool")
-    torch.save(evaluator_checkpoint(net, vocabulary, 64, {}, {}, stem="no-maxpool"), path)
+    torch.save(evaluator_checkpoint(net, vocabulary, 64, {}, {}), path)
     evaluator = load_evaluator(path)
     assert isinstance(evaluator.net.maxpool, torch.nn.Identity) and evaluator.info["stem"] == "no-maxpool"
     assert torch.allclose(evaluator.scores(torch.zeros(1, 3, 64, 64)),

@@ -108,7 +108,8 @@ def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, 
     train(config, replace(options, evaluator=other, resume=True, epochs=4 / 6))
     assert "the evaluator changed" in capsys.readouterr().err
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]
-    assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16]
+    assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16] != \
+        hashlib.sha256(random_evaluator.read_bytes()).hexdigest()[:16]
 
 
 def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:

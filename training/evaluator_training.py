@@ -98,7 +98,7 @@ def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig =
     elapsed = time.time() - start
     metrics = {"holdout_lab_accuracy": acc, "holdout_images": len(hold), "holdout_scenes": int(len({f.split('_')[2] for f in hold.files})),
                "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
-    ckpt = evaluator_checkpoint(net, data.vocabulary, int(data.images.shape[-1]), metrics, asdict(config), config.stem)
+    ckpt = evaluator_checkpoint(net, data.vocabulary, int(data.images.shape[-1]), metrics, asdict(config))
     with atomic_path(Path(out)) as tmp:
         torch.save(ckpt, tmp)
     return metrics

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import os
 import time
@@ -336,7 +335,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     if last_path.exists() and not options.resume:
         raise CganError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     evaluator = load_evaluator(options.evaluator)
-    evaluator_id = hashlib.sha256(Path(options.evaluator).read_bytes()).hexdigest()[:16]
+    evaluator_id = evaluator.info["sha256"][:16]
     data = load_dataset(options.data)
     sets = eval_conditions(data)
     torch.manual_seed(config.seed)
