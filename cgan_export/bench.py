@@ -67,7 +67,8 @@ def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
     export(checkpoint, formats, folder, report=lambda _: None)
     runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu"),
                                   "torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
-                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu")}
+                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
+                                  "onnxruntime cpu unsliced": OnnxBackend(folder / "generator.onnx", "cpu", slices=False)}
     if cuda_usable():
         runners["torch eager cuda"] = TorchBackend(checkpoint, "cuda")
         runners["onnxruntime cuda"] = OnnxBackend(folder / "generator.onnx", "cuda")

@@ -9,7 +9,7 @@ from onnx.reference import ReferenceEvaluator
 from cgan_export.checkpoint import load_generator
 from cgan_export.errors import ModelFileError
 from cgan_export.export import METADATA_KEY, TS_METADATA_FILE, export, parity_inputs, prepare_for_inference
-from cgan_export.runtime import OnnxBackend, TorchScriptBackend
+from cgan_export.runtime import OnnxBackend, OnnxSession, TorchScriptBackend
 
 FP32_ATOL = 1e-4  # ORT / TorchScript against eager PyTorch
 REFERENCE_ATOL = 1e-3  # onnx.reference (numpy) accumulates in another order
@@ -38,6 +38,15 @@ def test_onnxruntime_and_torchscript_match_eager(exported, batch):
     assert onnx_out.shape == expected.shape == (batch, 3, 64, 64)
     np.testing.assert_allclose(onnx_out, expected, atol=FP32_ATOL, rtol=0)
     np.testing.assert_allclose(ts_out, expected, atol=FP32_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [3, 7])
+def test_cpu_batch_split_across_threads_matches_one_run(exported, batch):
+    folder, manifest, _ = exported
+    noise, condition = parity_inputs(manifest["metadata"], batch, seed=batch)
+    sliced = OnnxSession(folder / "generator.onnx", "cpu", threads=3).run(noise, condition)  # slices 1/1/1, 2/2/3
+    whole = OnnxSession(folder / "generator.onnx", "cpu", threads=3, slices=False).run(noise, condition)
+    np.testing.assert_allclose(sliced, whole, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
