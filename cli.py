@@ -72,6 +72,8 @@ def train(
     anneal: Annotated[float, typer.Option(min=0.0, help="Let the learning rates fall linearly to 0 over the budget's "
                                           "last ANNEAL minutes (or epochs, with --epochs).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
+    init_from: Annotated[Optional[Path], typer.Option(help="Fine-tune: start a new run from another run's last.pt "
+                                                      "(same networks; other settings may differ).")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
@@ -97,7 +99,7 @@ def train(
         minutes = 60.0
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
-                                             anneal=anneal, resume=resume, device=device.value, threads=threads,
+                                             anneal=anneal, resume=resume, init_from=init_from, device=device.value, threads=threads,
                                              compile=compile,
                                              show_progress=sys.stderr.isatty()))
     typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "

@@ -74,6 +74,37 @@ def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path
         train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
 
 
+def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root, random_evaluator, tmp_path):
+    from dataclasses import replace
+
+    from cgan_export.errors import CganError
+
+    options = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
+    tuned = get_preset("best", batch_size=4, eval_every=1, eval_seeds=1, aux_weight_d=3.0, lr_g=1e-4, betas=(0.0, 0.9),
+                       **TINY["best"])
+    from rich.console import Console
+
+    from training.loop import Models, _init_from
+
+    m = Models(tuned, 24, 64, torch.device("cpu"))
+    info = _init_from(m, tuned, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
+    for name, net in (("g", m.g), ("d", m.d), ("g_ema", m.g_ema)):
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, source["models"][name][key]), (name, key)
+    assert info["step"] == source["state"]["step"] and m.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
+    fine = replace(options, out=tmp_path / "fine", init_from=tmp_path / "source" / "last.pt", epochs=1 / 6)
+    train(tuned, fine)
+    assert torch.load(tmp_path / "fine" / "best.pt", weights_only=True)["training"]["init_from"]["step"] == 2
+    wider = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1,
+                       **{**TINY["best"], "discriminator_config": {"ndf": 16}})
+    with pytest.raises(CganError, match="same networks"):
+        train(wider, replace(fine, out=tmp_path / "wider"))
+    with pytest.raises(CganError, match="does not exist"):
+        train(tuned, replace(fine, out=tmp_path / "missing", init_from=tmp_path / "nope.pt"))
+
+
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
     config = get_preset("best")
     by_epochs = RunOptions(out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below

@@ -40,6 +40,7 @@ class RunOptions:
     epochs: float | None = None
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
     resume: bool = False
+    init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
     device: str = "auto"
     compile: bool | None = None  # torch.compile G and D; None: on CUDA only
     threads: int = 0
@@ -194,8 +195,15 @@ class Models:
         """Inverse of :meth:`state`."""
         self.g.load_state_dict(state["g"]), self.d.load_state_dict(state["d"])
         if self.g_ema is not None:
-            self.g_ema.load_state_dict(state["g_ema"])
+            self.g_ema.load_state_dict(state["g_ema"] if state["g_ema"] is not None else state["g"])
         self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
+
+    def load_for_finetuning(self, state: dict, config: TrainConfig) -> None:
+        """Another run's weights and Adam moments, under this run's optimizer settings (``betas``)."""
+        self.load(state)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["betas"] = config.betas
 
 
 def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float,
@@ -356,6 +364,8 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
         console.print(f"resumed {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
         if ddp.main and state.get("evaluator") != evaluator_id:
             state["best_score"] = _rescore_best(out / "best.pt", evaluator, sets, config.eval_seeds, device, console)
+    elif options.init_from is not None:
+        state["init_from"] = _init_from(m, config, Path(options.init_from), device, console)
     state["evaluator"] = evaluator_id
     if options.compile or (options.compile is None and device.type == "cuda"):
         m.compile()
@@ -404,6 +414,22 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
         dist.destroy_process_group()
     return {"step": state["step"], "best_score": state["best_score"], "minutes": state["elapsed"] / 60,
             "generator": m.inference_g}
+
+
+def _init_from(m: Models, config: TrainConfig, path: Path, device: torch.device, console: Console) -> dict:
+    """Load another run's ``last.pt`` into ``m`` (same networks, any other settings); returns where it came from."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        m.load_for_finetuning(saved["models"], config)
+    except FileNotFoundError:
+        raise CganError(f"--init-from: {path} does not exist") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CganError(f"--init-from: {path} is not a run's last.pt with the same networks as this preset ({first})") from None
+    source = {"path": str(path), "step": saved["state"]["step"], "images_seen": saved["state"]["images_seen"],
+              "minutes": round(saved["state"]["elapsed"] / 60, 2), "config": saved["config"]}
+    console.print(f"starting from {path} (step {source['step']}, {source['minutes']:.1f} min trained)")
+    return source
 
 
 def _rescore_best(path: Path, evaluator: Evaluator, sets: dict[str, torch.Tensor], seeds: int,
@@ -458,6 +484,8 @@ def _evaluate_and_save(m: Models, config: TrainConfig, data: ICLEVRData, evaluat
     training = {"preset": config.preset, "config": config.to_dict(), "step": state["step"],
                 "images_seen": state["images_seen"], "minutes": round(state["elapsed"] / 60, 2),
                 "evaluator": evaluator.info.get("metrics", {})}
+    if "init_from" in state:
+        training["init_from"] = {k: v for k, v in state["init_from"].items() if k != "config"}
     if metrics["score"] > state["best_score"]:
         state["best_score"] = metrics["score"]
         _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), data.vocabulary, metrics, training))
