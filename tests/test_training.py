@@ -196,6 +196,22 @@ def test_bce_losses_and_auxiliary_ramp():
     assert [losses.ramp(s, 24.0, 1000) for s in (0, 500, 1000, 5000)] == [0.0, 12.0, 24.0, 24.0]
 
 
+def test_mode_seeking_term_punishes_pairs_that_ignore_the_noise():
+    noise = torch.cat([torch.zeros(2, 4), torch.ones(2, 4)])  # pairs (0, 2) and (1, 3) differ by 1 per entry
+    varied = torch.cat([torch.zeros(2, 3, 8, 8), torch.full((2, 3, 8, 8), 0.5)])
+    collapsed = torch.zeros(4, 3, 8, 8)
+    assert losses.mode_seeking(varied, noise).item() == pytest.approx(1 / (0.5 + 1e-5))
+    assert losses.mode_seeking(collapsed, noise).item() == pytest.approx(1e5)
+
+
+def test_mode_seeking_training_draws_each_condition_twice(data_root, random_evaluator, tmp_path):
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_weight=1.0, **TINY["best"])
+    out = tmp_path / "run"
+    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["losses"]["g_ms"] > 0
+
+
 def test_gradient_penalty_of_a_linear_critic():
     w = torch.randn(1, 3, 4, 4)
     critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere

@@ -252,8 +252,15 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
 
 
 def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict) -> dict:
-    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss."""
+    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss.
+
+    With a mode-seeking weight the batch's second half repeats the first half's conditions, so each
+    condition is drawn twice with different noise.
+    """
     g_loss_fn = losses.ADVERSARIAL[config.loss][1]
+    half = len(labels) // 2
+    if config.mode_seeking_weight > 0 and half:
+        labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])  # [B, 24]
     m.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
     with torch.autocast(**autocast):
         fake = m.g(noise, labels)
@@ -265,6 +272,10 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
         aux = losses.aux_bce(fake_aux, labels)
         loss = loss + weight * aux
         out["g_aux"] = aux.item()
+    if config.mode_seeking_weight > 0 and half:
+        ms = losses.mode_seeking(fake, noise)
+        loss = loss + config.mode_seeking_weight * ms
+        out["g_ms"] = ms.item()
     m.optimize(loss, m.g, m.opt_g)
     m.d.requires_grad_(True)
     return out
@@ -396,7 +407,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
             logs.update(g_step(m, config, labels, noise, step, autocast))
             m.broadcast_buffers()
-            m.update_ema(config.ema_decay, step)
+            m.update_ema(config.ema_decay, step + state.get("init_from", {}).get("step", 0))  # no fresh warm-up when fine-tuning
             for k, v in logs.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
             state["step"] = step + 1

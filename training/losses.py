@@ -61,6 +61,17 @@ def aux_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="sum") / logits.shape[0]
 
 
+def mode_seeking(images: torch.Tensor, noise: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking term, to minimise: 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|).
+
+    The batch's two halves pair images drawn for the same conditions ([2h, ...] each); collapsed
+    pairs (same image for different noise) make it large.
+    """
+    h = images.shape[0] // 2
+    ratio = (images[:h] - images[h:2 * h]).abs().float().mean() / (noise[:h] - noise[h:2 * h]).abs().mean()
+    return 1.0 / (ratio + eps)
+
+
 def ramp(step: int, weight: float, ramp_steps: int) -> float:
     """``weight`` ramped linearly from 0 over the first ``ramp_steps`` steps (report 000)."""
     if ramp_steps <= 0:

@@ -21,6 +21,7 @@ class TrainConfig:
     aux_weight_d: float = 0.0  # auxiliary BCE (summed over classes) on real images, in D
     aux_weight_g: float = 0.0  # auxiliary BCE on generated images, in G
     aux_ramp_steps: int = 0
+    mode_seeking_weight: float = 0.0  # MSGAN: G pays weight / (image distance / noise distance) over paired draws
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
