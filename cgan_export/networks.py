@@ -106,6 +106,7 @@ class CBNGenerator(nn.Module):
         ngf: int = 64
         image_size: int = 64
         render_size: int = 0  # 0: render at image_size; smaller: render there, upsample bilinearly
+        embed_hidden: int = 0  # >0: add a ReLU MLP of this width to the linear embedding (objects interact)
 
     def __init__(self, config: Config):
         super().__init__()
@@ -118,10 +119,17 @@ class CBNGenerator(nn.Module):
         self.fc_norm = ConditionalBatchNorm2d(widths[0], c.embed_dim)
         self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], c.embed_dim) for i in range(stages))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
+        self.embed_mlp = (nn.Sequential(nn.Linear(c.num_classes, c.embed_hidden), nn.ReLU(),
+                                        nn.Linear(c.embed_hidden, c.embed_dim, bias=False))
+                          if c.embed_hidden else None)
         init_dcgan(self)
+        if self.embed_mlp is not None:  # the residual branch starts at zero: the linear embedding's network, exactly
+            nn.init.zeros_(self.embed_mlp[2].weight)
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         e = self.embed(condition)  # [N, E]
+        if self.embed_mlp is not None:
+            e = e + self.embed_mlp(condition)  # [N, E]: the multi-hot's sum plus what the objects do together
         x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, 4, 4)  # [N, 8ngf, 4, 4]
         x = F.relu(self.fc_norm(x, e))
         for block in self.blocks:

@@ -116,3 +116,17 @@ def test_export_refuses_a_file_that_is_not_a_generator_checkpoint(tmp_path, rand
     with pytest.raises(ModelFileError, match="cannot read"):
         export(tmp_path / "junk.pt", ["onnx"], tmp_path, report=lambda _: None)
     assert not list(tmp_path.glob("generator*"))
+
+
+def test_generator_with_an_embedding_mlp_exports_with_parity(tmp_path, vocabulary):
+    from cgan_export.checkpoint import save_generator
+    from cgan_export.networks import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator("best", {"z_dim": 16, "ngf": 8, "embed_dim": 16, "embed_hidden": 32}).eval()
+    torch.nn.init.normal_(net.embed_mlp[2].weight, 0, 0.1)  # trained-like: the branch is no longer zero
+    save_generator(tmp_path / "generator.pt", net, vocabulary, {"score": 0.5}, {"preset": "test"})
+    manifest = export(tmp_path / "generator.pt", ["onnx", "torchscript"], tmp_path / "out", report=lambda _: None)
+    assert max(f["parity_max_abs_diff"] for f in manifest["files"].values()) < FP32_ATOL
+    rebuilt, _ = load_generator(tmp_path / "generator.pt")
+    assert rebuilt.config.embed_hidden == 32

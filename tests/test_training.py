@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cgan_export.checkpoint import load_generator
 from cgan_export.export import export
 from training import losses
 from training.loop import RunOptions, lr_factor, train
@@ -96,13 +97,43 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
     assert info["step"] == source["state"]["step"] and m.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
     fine = replace(options, out=tmp_path / "fine", init_from=tmp_path / "source" / "last.pt", epochs=1 / 6)
     train(tuned, fine)
-    assert torch.load(tmp_path / "fine" / "best.pt", weights_only=True)["training"]["init_from"]["step"] == 2
+    lineage = torch.load(tmp_path / "fine" / "best.pt", weights_only=True)["training"]["init_from"]
+    assert lineage["step"] == 2 and lineage["config"]["aux_weight_d"] == 1.0
+    train(tuned, replace(fine, out=tmp_path / "finer", init_from=tmp_path / "fine" / "last.pt"))
+    lineage = torch.load(tmp_path / "finer" / "best.pt", weights_only=True)["training"]["init_from"]
+    assert lineage["config"]["aux_weight_d"] == 3.0 and lineage["init_from"]["step"] == 2
     wider = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1,
                        **{**TINY["best"], "discriminator_config": {"ndf": 16}})
     with pytest.raises(CganError, match="same networks"):
         train(wider, replace(fine, out=tmp_path / "wider"))
     with pytest.raises(CganError, match="does not exist"):
         train(tuned, replace(fine, out=tmp_path / "missing", init_from=tmp_path / "nope.pt"))
+
+
+def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_root, random_evaluator, tmp_path):
+    from rich.console import Console
+
+    from training.loop import Models, _init_from
+
+    options = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
+    wider = {**TINY["best"], "generator_config": {**TINY["best"]["generator_config"], "embed_hidden": 8}}
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **wider)
+    m = Models(config, 24, 64, torch.device("cpu"))
+    _init_from(m, config, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
+    plain = Models(get_preset("best", **TINY["best"]), 24, 64, torch.device("cpu"))
+    plain.load(source["models"])
+    noise, cond = torch.randn(5, 16), (torch.rand(5, 24) < 0.1).float()
+    with torch.no_grad():  # the new branch's output layer is zero: same images as the source
+        assert torch.allclose(m.g_ema.eval()(noise, cond), plain.g_ema.eval()(noise, cond), atol=1e-6)
+    moments = {n: m.opt_g.state.get(p) for n, p in m.g.named_parameters()}
+    assert not moments["embed_mlp.0.weight"] and torch.equal(
+        moments["embed.weight"]["exp_avg"], plain.opt_g.state[plain.g.embed.weight]["exp_avg"])
+    train(config, RunOptions(out=tmp_path / "fine", data=data_root, evaluator=random_evaluator, epochs=1 / 6,
+                             show_progress=False, init_from=tmp_path / "source" / "last.pt"))
+    tuned, _ = load_generator(tmp_path / "fine" / "best.pt")
+    assert tuned.config.embed_hidden == 8 and tuned.embed_mlp[2].weight.abs().sum() > 0
 
 
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():

@@ -198,12 +198,38 @@ class Models:
             self.g_ema.load_state_dict(state["g_ema"] if state["g_ema"] is not None else state["g"])
         self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
 
-    def load_for_finetuning(self, state: dict, config: TrainConfig) -> None:
-        """Another run's weights and Adam moments, under this run's optimizer settings (``betas``)."""
-        self.load(state)
-        for opt in (self.opt_g, self.opt_d):
+    def load_for_finetuning(self, state: dict, config: TrainConfig) -> list[str]:
+        """Another run's weights and Adam moments, under this run's optimizer settings (``betas``).
+
+        Parameters these networks have and the source's lack (a branch added to a trained design, such
+        as ``embed_hidden``) keep their initial values and start with fresh Adam moments; any other
+        difference raises.  Returns the names of the new parameters.
+        """
+        sources = {"g": state["g"], "d": state["d"], "g_ema": state["g_ema"] if state["g_ema"] is not None else state["g"]}
+        new: dict[str, list[str]] = {}
+        for name, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
+            if net is not None:
+                result = net.load_state_dict(sources[name], strict=False)
+                if result.unexpected_keys:
+                    raise RuntimeError(f"the source has parameters this network lacks: {', '.join(result.unexpected_keys[:3])}")
+                new[name] = list(result.missing_keys)
+        for name, net, opt in (("g", self.g, self.opt_g), ("d", self.d, self.opt_d)):
+            _load_moments(opt, net, state[f"opt_{name}"], set(new[name]))
             for group in opt.param_groups:
                 group["betas"] = config.betas
+        return new["g"] + new["d"]
+
+
+def _load_moments(opt: torch.optim.Optimizer, net: nn.Module, saved: dict, new: set[str]) -> None:
+    """Load ``saved`` Adam state into ``opt`` for every parameter of ``net`` except the ``new`` ones."""
+    if not new:
+        opt.load_state_dict(saved)
+        return
+    old = [p for n, p in net.named_parameters() if n not in new]  # the source's parameters, in its order
+    source = torch.optim.Adam(old)
+    source.load_state_dict(saved)
+    for p in old:
+        opt.state[p] = source.state[p]
 
 
 def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float,
@@ -431,7 +457,7 @@ def _init_from(m: Models, config: TrainConfig, path: Path, device: torch.device,
     """Load another run's ``last.pt`` into ``m`` (same networks, any other settings); returns where it came from."""
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
-        m.load_for_finetuning(saved["models"], config)
+        fresh = m.load_for_finetuning(saved["models"], config)
     except FileNotFoundError:
         raise CganError(f"--init-from: {path} does not exist") from None
     except (KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
@@ -439,7 +465,11 @@ def _init_from(m: Models, config: TrainConfig, path: Path, device: torch.device,
         raise CganError(f"--init-from: {path} is not a run's last.pt with the same networks as this preset ({first})") from None
     source = {"path": str(path), "step": saved["state"]["step"], "images_seen": saved["state"]["images_seen"],
               "minutes": round(saved["state"]["elapsed"] / 60, 2), "config": saved["config"]}
+    if "init_from" in saved["state"]:  # a fine-tune of a fine-tune: keep the whole lineage
+        source["init_from"] = saved["state"]["init_from"]
     console.print(f"starting from {path} (step {source['step']}, {source['minutes']:.1f} min trained)")
+    if fresh:
+        console.print(f"new parameters, not in the source, start from their initial values: {', '.join(fresh)}")
     return source
 
 
@@ -495,8 +525,8 @@ def _evaluate_and_save(m: Models, config: TrainConfig, data: ICLEVRData, evaluat
     training = {"preset": config.preset, "config": config.to_dict(), "step": state["step"],
                 "images_seen": state["images_seen"], "minutes": round(state["elapsed"] / 60, 2),
                 "evaluator": evaluator.info.get("metrics", {})}
-    if "init_from" in state:
-        training["init_from"] = {k: v for k, v in state["init_from"].items() if k != "config"}
+    if "init_from" in state:  # where the weights came from, each run with its settings, back to a fresh start
+        training["init_from"] = state["init_from"]
     if metrics["score"] > state["best_score"]:
         state["best_score"] = metrics["score"]
         _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), data.vocabulary, metrics, training))
