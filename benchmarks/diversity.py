@@ -17,8 +17,7 @@ import numpy as np
 from cgan_export.checkpoint import make_noise
 from cgan_export.runtime import open_backend, metadata_vocabulary
 from cgan_export.vocabulary import read_condition_file
-
-ROOT = Path(__file__).resolve().parent.parent
+from training.data import resolve_data_root
 
 
 def diversity(model: Path, conditions: list[list[str]], seeds: int) -> dict:
@@ -34,8 +33,8 @@ def diversity(model: Path, conditions: list[list[str]], seeds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="ONNX generator files")
-    parser.add_argument("--conditions", type=Path, default=ROOT.parent / "shared" / "iclevr" / "test.json",
-                        help="lab-format condition file")
+    parser.add_argument("--conditions", type=Path, default=resolve_data_root() / "test.json",
+                        help="lab-format condition file (default: test.json of $CGAN_EXPORT_DATA or ../shared/iclevr)")
     parser.add_argument("--seeds", type=int, default=10, help="noise seeds 0..S-1")
     args = parser.parse_args()
     conditions = read_condition_file(args.conditions)

@@ -193,10 +193,12 @@ class Models:
 
     def load(self, state: dict) -> None:
         """Inverse of :meth:`state`."""
-        self.g.load_state_dict(state["g"]), self.d.load_state_dict(state["d"])
-        if self.g_ema is not None:
-            self.g_ema.load_state_dict(state["g_ema"] if state["g_ema"] is not None else state["g"])
+        for name, net in self._networks():
+            net.load_state_dict(_network_state(state, name))
         self.opt_g.load_state_dict(state["opt_g"]), self.opt_d.load_state_dict(state["opt_d"])
+
+    def _networks(self) -> list[tuple[str, nn.Module]]:
+        return [(name, net) for name, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)) if net is not None]
 
     def load_for_finetuning(self, state: dict, config: TrainConfig) -> list[str]:
         """Another run's weights and Adam moments, under this run's optimizer settings (``betas``).
@@ -205,14 +207,12 @@ class Models:
         as ``embed_hidden``) keep their initial values and start with fresh Adam moments; any other
         difference raises.  Returns the names of the new parameters.
         """
-        sources = {"g": state["g"], "d": state["d"], "g_ema": state["g_ema"] if state["g_ema"] is not None else state["g"]}
         new: dict[str, list[str]] = {}
-        for name, net in (("g", self.g), ("d", self.d), ("g_ema", self.g_ema)):
-            if net is not None:
-                result = net.load_state_dict(sources[name], strict=False)
-                if result.unexpected_keys:
-                    raise RuntimeError(f"the source has parameters this network lacks: {', '.join(result.unexpected_keys[:3])}")
-                new[name] = list(result.missing_keys)
+        for name, net in self._networks():
+            result = net.load_state_dict(_network_state(state, name), strict=False)
+            if result.unexpected_keys:
+                raise RuntimeError(f"the source has parameters this network lacks: {', '.join(result.unexpected_keys[:3])}")
+            new[name] = list(result.missing_keys)
         for name, net, opt in (("g", self.g, self.opt_g), ("d", self.d, self.opt_d)):
             _load_moments(opt, net, state[f"opt_{name}"], set(new[name]))
             for group in opt.param_groups:
@@ -220,11 +220,13 @@ class Models:
         return new["g"] + new["d"]
 
 
+def _network_state(state: dict, name: str) -> dict:
+    """One network's saved weights; a run without EMA saved none, so its EMA copy starts from G."""
+    return state["g"] if name == "g_ema" and state["g_ema"] is None else state[name]
+
+
 def _load_moments(opt: torch.optim.Optimizer, net: nn.Module, saved: dict, new: set[str]) -> None:
     """Load ``saved`` Adam state into ``opt`` for every parameter of ``net`` except the ``new`` ones."""
-    if not new:
-        opt.load_state_dict(saved)
-        return
     old = [p for n, p in net.named_parameters() if n not in new]  # the source's parameters, in its order
     source = torch.optim.Adam(old)
     source.load_state_dict(saved)
