@@ -47,12 +47,15 @@ class ExportFormat:
 
 
 def prepare_for_inference(net: nn.Module) -> nn.Module:
-    """A copy in eval mode with parametrizations (spectral norm, ...) removed and BatchNorm folded."""
+    """A copy in eval mode with parametrizations (spectral norm, ...) removed, BatchNorm folded and the
+    conditional norms' projections fused into one matmul where the network offers it."""
     net = copy.deepcopy(net).cpu().float().eval()
-    for module in net.modules():
+    for module in list(net.modules()):
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name)
+        if hasattr(module, "fuse_affines"):
+            module.fuse_affines()
     return fold_batchnorms(net).requires_grad_(False)
 
 

@@ -72,8 +72,14 @@ class ConditionalBatchNorm2d(nn.Module):
         nn.init.zeros_(self.bias.weight), nn.init.zeros_(self.bias.bias)
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        gain = 1.0 + self.gain(embedding)[:, :, None, None]  # [N, C, 1, 1]
-        bias = self.bias(embedding)[:, :, None, None]  # [N, C, 1, 1]
+        return self.modulate(x, *self.affine(embedding))
+
+    def affine(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-sample ``(gain, bias)``, each [N, C, 1, 1], for ``embedding`` [N, E]."""
+        return (1.0 + self.gain(embedding))[:, :, None, None], self.bias(embedding)[:, :, None, None]
+
+    def modulate(self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` [N, C, H, W], then scale and shift it per sample."""
         return self.bn(x) * gain + bias
 
 
@@ -85,8 +91,8 @@ class CBNUpBlock(nn.Module):
         self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
         self.norm = ConditionalBatchNorm2d(cout, embed_dim)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x), embedding))
+    def forward(self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm.modulate(self.conv(x), gain, bias))
 
     def fold_batchnorm(self) -> None:
         """Fold the running statistics into ``conv`` (eval mode only)."""
@@ -125,19 +131,41 @@ class CBNGenerator(nn.Module):
         init_dcgan(self)
         if self.embed_mlp is not None:  # the residual branch starts at zero: the linear embedding's network, exactly
             nn.init.zeros_(self.embed_mlp[2].weight)
+        self.fused_affine: nn.Linear | None = None  # set by fuse_affines() for inference
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         e = self.embed(condition)  # [N, E]
         if self.embed_mlp is not None:
             e = e + self.embed_mlp(condition)  # [N, E]: the multi-hot's sum plus what the objects do together
+        affines = self.norm_affines(e)  # (gain, bias) [N, C, 1, 1] per conditional norm
         x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, 4, 4)  # [N, 8ngf, 4, 4]
-        x = F.relu(self.fc_norm(x, e))
-        for block in self.blocks:
-            x = block(x, e)  # [N, C, 2H, 2W]
+        x = F.relu(self.fc_norm.modulate(x, *affines[0]))
+        for block, (gain, bias) in zip(self.blocks, affines[1:]):
+            x = block(x, gain, bias)  # [N, C, 2H, 2W]
         x = torch.tanh(self.to_rgb(x))  # [N, 3, R, R]
         if self.render_size != self.config.image_size:
             x = F.interpolate(x, size=(self.config.image_size, self.config.image_size), mode="bilinear", align_corners=False)
         return x  # [N, 3, H, W]
+
+    def _norms(self) -> list[ConditionalBatchNorm2d]:
+        return [self.fc_norm] + [block.norm for block in self.blocks]
+
+    def norm_affines(self, e: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(gain, bias)``, each [N, C, 1, 1], of every conditional norm (``fc_norm`` first) for ``e`` [N, E]."""
+        if self.fused_affine is None:
+            return [norm.affine(e) for norm in self._norms()]
+        sizes = [norm.gain.out_features for norm in self._norms() for _ in range(2)]
+        parts = self.fused_affine(e)[:, :, None, None].split(sizes, dim=1)  # [N, 2 * sum C, 1, 1] -> gain, bias, ...
+        return list(zip(parts[0::2], parts[1::2]))
+
+    def fuse_affines(self) -> None:
+        """One Linear for every conditional norm's gain and bias (inference: one matmul instead of ten)."""
+        linears = [linear for norm in self._norms() for linear in (norm.gain, norm.bias)]
+        fused = nn.Linear(self.config.embed_dim, sum(linear.out_features for linear in linears))
+        fused.weight.data = torch.cat([linear.weight.detach() for linear in linears])
+        fused.bias.data = torch.cat([linear.bias.detach() + (1.0 if i % 2 == 0 else 0.0)  # gains are 1 + Linear
+                                     for i, linear in enumerate(linears)])
+        self.fused_affine = fused
 
     def fold_batchnorm(self) -> None:
         """Fold the first BatchNorm's running statistics into ``fc`` (eval mode only)."""

@@ -109,6 +109,22 @@ def test_prepared_network_has_no_batchnorm_or_parametrization(generator_checkpoi
     assert (a - b).abs().max() < FP32_ATOL
 
 
+def test_fused_condition_projections_match_the_separate_ones():
+    from cgan_export.networks import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator("best", {"z_dim": 16, "ngf": 8, "embed_dim": 16}).eval()
+    for norm in net._norms():  # trained-like: the zero-initialised projections have moved
+        for linear in (norm.gain, norm.bias):
+            torch.nn.init.normal_(linear.weight, 0, 0.2), torch.nn.init.normal_(linear.bias, 0, 0.2)
+    prepared = prepare_for_inference(net)
+    assert prepared.fused_affine is not None and prepared.fused_affine.out_features == 2 * sum(
+        norm.gain.out_features for norm in net._norms())
+    noise, condition = (torch.from_numpy(a) for a in parity_inputs({"z_dim": 16, "num_classes": 24, "max_objects": 3}, 7))
+    with torch.no_grad():
+        assert (prepared(noise, condition) - net(noise, condition)).abs().max() < FP32_ATOL
+
+
 def test_export_refuses_a_file_that_is_not_a_generator_checkpoint(tmp_path, random_evaluator):
     with pytest.raises(ModelFileError, match="not a generator checkpoint"):
         export(random_evaluator, ["onnx"], tmp_path, report=lambda _: None)

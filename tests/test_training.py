@@ -283,3 +283,13 @@ def test_two_gloo_processes_keep_identical_replicas(data_root, random_evaluator,
     assert result["step"] == 3  # 24 images / (2 per replica x 2 replicas) = 6 steps per epoch, half an epoch
     assert torch.equal(result["replicas"][0], result["replicas"][1])
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_training_with_random_conditions_and_weighted_images_saves_and_exports(data_root, random_evaluator, tmp_path):
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, random_condition_fraction=0.5,
+                        random_same_colour=0.5, same_colour_weight=4.0, **TINY["best"])
+    out = tmp_path / "run"
+    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["config"]["random_condition_fraction"] == 0.5
+    export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)

@@ -22,6 +22,7 @@ from cgan_export.networks import build_generator
 
 from . import losses
 from .augment import diff_augment
+from .conditions import colour_groups, image_weights, mix_conditions
 from .data import CONDITION_FILES, ICLEVRData, load_dataset, to_float
 from .discriminators import build_discriminator
 from .presets import TrainConfig
@@ -256,15 +257,15 @@ def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return diff_augment(x, config.diffaugment)
 
 
-def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
-           autocast: dict) -> dict:
-    """One discriminator update on a real batch and a generated one with the same conditions."""
+def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
+           noise: torch.Tensor, autocast: dict) -> dict:
+    """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``)."""
     d_loss_fn = losses.ADVERSARIAL[config.loss][0]
     with torch.autocast(**autocast):
         with torch.no_grad():
-            fake = m.g(noise, labels)  # [B, 3, H, W]
+            fake = m.g(noise, fake_labels)  # [B, 3, H, W]
         real_adv, real_aux = m.d(d_input(real, config), labels)
-        fake_adv, _ = m.d(d_input(fake.float(), config), labels)
+        fake_adv, _ = m.d(d_input(fake.float(), config), fake_labels)
     loss = d_loss_fn(real_adv, fake_adv)
     out = {"d_adv": loss.item()}
     if real_aux is not None and config.aux_weight_d > 0:
@@ -363,9 +364,13 @@ def _check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
         raise CganError(f"--resume: {out / 'last.pt'} was trained with another config ({details})")
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The shuffled image order of one epoch (a pure function of seed and epoch, so resume replays it)."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+def epoch_order(seed: int, epoch: int, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The image order of one epoch (a pure function of its arguments, so resume replays it): a shuffle,
+    or ``n`` draws with replacement in proportion to ``weights`` [n]."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
 
 
 def train(config: TrainConfig, options: RunOptions) -> dict:
@@ -385,6 +390,8 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     evaluator_id = evaluator.info["sha256"][:16]
     data = load_dataset(options.data)
     sets = eval_conditions(data)
+    groups = colour_groups(data.vocabulary)  # [24] colour of each object
+    weights = image_weights(data.labels, groups, config.same_colour_weight)  # [N] or None (uniform)
     torch.manual_seed(config.seed)
     m = Models(config, len(data.vocabulary), int(data.images.shape[-1]), device, ddp.world)
     noise_gen = torch.Generator().manual_seed(config.seed + 1 + ddp.rank)
@@ -422,18 +429,21 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             step = state["step"]
             epoch, pos = divmod(step, steps_per_epoch)
             first = (pos * ddp.world + ddp.rank) * config.batch_size
-            idx = epoch_order(config.seed, epoch, len(data))[first:first + config.batch_size]
+            idx = epoch_order(config.seed, epoch, len(data), weights)[first:first + config.batch_size]
             real = to_float(data.images[idx]).to(device)  # [B, 3, H, W]
             if config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
-            labels = data.labels[idx].to(device)  # [B, 24]
+            labels = data.labels[idx]  # [B, 24]
+            fake_labels = mix_conditions(labels, config.random_condition_fraction, groups, config.random_same_colour,
+                                         noise_gen).to(device)  # [B, 24] what G draws
+            labels = labels.to(device)
             m.set_lr_factor(lr_factor(config, options, step, steps_per_epoch, state["elapsed"], max_steps))
             m.g.train(), m.d.train()
             for _ in range(config.n_critic):
                 noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
-                logs = d_step(m, config, real, labels, noise, autocast)
+                logs = d_step(m, config, real, labels, fake_labels, noise, autocast)
             noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
-            logs.update(g_step(m, config, labels, noise, step, autocast))
+            logs.update(g_step(m, config, fake_labels, noise, step, autocast))
             m.broadcast_buffers()
             m.update_ema(config.ema_decay, step + state.get("init_from", {}).get("step", 0))  # no fresh warm-up when fine-tuning
             for k, v in logs.items():

@@ -22,6 +22,9 @@ class TrainConfig:
     aux_weight_g: float = 0.0  # auxiliary BCE on generated images, in G
     aux_ramp_steps: int = 0
     mode_seeking_weight: float = 0.0  # MSGAN: G pays weight / (image distance / noise distance) over paired draws
+    random_condition_fraction: float = 0.0  # share of generated images drawn for random conditions, not the batch's
+    random_same_colour: float = 0.0  # share of those random conditions that pair two objects of one colour
+    same_colour_weight: float = 1.0  # sampling weight of training images pairing two objects of one colour (1: uniform)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
