@@ -420,6 +420,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     start_elapsed, t0 = state["elapsed"], time.time()
     fixed_noise = torch.from_numpy(make_noise(len(next(iter(sets.values()))), z_dim, 0)).to(device)
     running: dict[str, float] = {}
+    order_epoch, order = -1, torch.empty(0, dtype=torch.long)
     with make_progress(disable=not (options.show_progress and ddp.main)) as progress:
         task = progress.add_task(config.preset, total=max_steps or None, completed=state["step"], info="")
         while True:
@@ -429,7 +430,9 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             step = state["step"]
             epoch, pos = divmod(step, steps_per_epoch)
             first = (pos * ddp.world + ddp.rank) * config.batch_size
-            idx = epoch_order(config.seed, epoch, len(data), weights)[first:first + config.batch_size]
+            if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
+                order_epoch, order = epoch, epoch_order(config.seed, epoch, len(data), weights)
+            idx = order[first:first + config.batch_size]
             real = to_float(data.images[idx]).to(device)  # [B, 3, H, W]
             if config.channels_last:
                 real = real.contiguous(memory_format=torch.channels_last)
