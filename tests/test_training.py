@@ -136,6 +136,20 @@ def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_
     assert tuned.config.embed_hidden == 8 and tuned.embed_mlp[2].weight.abs().sum() > 0
 
 
+def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkpoint_without_it():
+    from training.discriminators import ProjectionDiscriminator
+
+    torch.manual_seed(0)
+    plain = ProjectionDiscriminator(ndf=8)
+    wider = ProjectionDiscriminator(ndf=8, aux_hidden=16)
+    result = wider.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == [f"aux_mlp.{i}.{p}" for i in (0, 2) for p in ("bias", "weight")]
+    image, cond = torch.randn(3, 3, 64, 64), (torch.rand(3, 24) < 0.1).float()
+    with torch.no_grad():
+        (adv_a, aux_a), (adv_b, aux_b) = plain.eval()(image, cond), wider.eval()(image, cond)
+    assert aux_b.shape == (3, 24) and torch.allclose(aux_a, aux_b) and torch.allclose(adv_a, adv_b)
+
+
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
     config = get_preset("best")
     by_epochs = RunOptions(out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below

@@ -16,7 +16,8 @@ def _sn(module: nn.Module, enabled: bool) -> nn.Module:
 class ProjectionDiscriminator(nn.Module):
     """Spectral-norm convs, a projection head for the multi-hot condition, and a 24-way auxiliary head."""
 
-    def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, sn: bool = True):
+    def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, sn: bool = True,
+                 aux_hidden: int = 0):
         super().__init__()
         widths = [3, ndf, ndf * 2, ndf * 4, ndf * 8]
         layers: list[nn.Module] = []
@@ -26,11 +27,22 @@ class ProjectionDiscriminator(nn.Module):
         self.adv = _sn(nn.Linear(widths[-1], 1), sn)
         self.embed = _sn(nn.Linear(num_classes, widths[-1], bias=False), sn)
         self.aux = nn.Linear(widths[-1], num_classes)
+        # aux_hidden > 0: a ReLU MLP over sum- and max-pooled features joins the linear auxiliary head (objects
+        # that share a colour are told apart by what the sum alone mixes); its output layer starts at zero,
+        # so a fine-tune that adds it starts from exactly the trained discriminator.
+        self.aux_mlp = (nn.Sequential(nn.Linear(2 * widths[-1], aux_hidden), nn.ReLU(), nn.Linear(aux_hidden, num_classes))
+                        if aux_hidden else None)
+        if self.aux_mlp is not None:
+            nn.init.zeros_(self.aux_mlp[2].weight), nn.init.zeros_(self.aux_mlp[2].bias)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(image).sum(dim=(2, 3))  # [N, 8ndf]
+        features = self.features(image)  # [N, 8ndf, 4, 4]
+        h = features.sum(dim=(2, 3))  # [N, 8ndf]
         projection = (self.embed(condition) * h).sum(dim=1, keepdim=True)  # [N, 1]
-        return (self.adv(h) + projection).squeeze(1).float(), self.aux(h).float()
+        aux = self.aux(h)  # [N, 24]
+        if self.aux_mlp is not None:
+            aux = aux + self.aux_mlp(torch.cat([h, features.amax(dim=(2, 3))], dim=1))  # [N, 24]
+        return (self.adv(h) + projection).squeeze(1).float(), aux.float()
 
 
 class ACGANDiscriminator(nn.Module):
