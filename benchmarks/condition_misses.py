@@ -16,17 +16,16 @@ import numpy as np
 import torch
 
 from cgan_export.checkpoint import make_noise
-from cgan_export.evaluator import load_evaluator
-from cgan_export.runtime import metadata_vocabulary, open_backend
+from cgan_export.evaluator import Evaluator, load_evaluator
+from cgan_export.runtime import Backend, metadata_vocabulary, open_backend
 from cgan_export.vocabulary import read_condition_file
 from training.data import resolve_data_root
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def condition_misses(model: Path, evaluator: Path, conditions: list[list[str]], seeds: int) -> dict[int, list[list[str]]]:
+def condition_misses(backend: Backend, scorer: Evaluator, conditions: list[list[str]], seeds: int) -> dict[int, list[list[str]]]:
     """Condition index -> for each seed that missed it, the wrongly ranked object names."""
-    backend, scorer = open_backend(model), load_evaluator(evaluator)
     vocab = metadata_vocabulary(backend.metadata)
     cond = vocab.encode_batch(conditions)  # [N, 24]
     z_dim = int(backend.metadata["z_dim"])
@@ -48,9 +47,10 @@ def main() -> None:
     parser.add_argument("--evaluator", type=Path, default=ROOT / "exported" / "evaluator.pt", help="evaluator file")
     parser.add_argument("--seeds", type=int, default=10, help="noise seeds 0..S-1")
     args = parser.parse_args()
+    backend, scorer = open_backend(args.model), load_evaluator(args.evaluator)
     for name in ("test.json", "new_test.json"):
         conditions = read_condition_file(args.data / name)
-        misses = condition_misses(args.model, args.evaluator, conditions, args.seeds)
+        misses = condition_misses(backend, scorer, conditions, args.seeds)
         print(f"\n{name}: {len(misses)} of {len(conditions)} conditions missed at least once\n")
         print("| condition | seeds missed | evaluator saw instead |")
         print("|---|---|---|")
