@@ -73,7 +73,9 @@ def train(
                                           "last ANNEAL minutes (or epochs, with --epochs).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Fine-tune: start a new run from another run's last.pt "
-                                                      "(same networks; other settings may differ).")] = None,
+                                                      "(same networks; other settings may differ), or from a generator "
+                                                      "checkpoint such as exported/generator.pt (D starts fresh: "
+                                                      "see --set d_warmup_steps=K).")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,

@@ -23,9 +23,8 @@ from .checkpoint import load_generator
 from .errors import CganError
 from .io import atomic_path, write_json
 from .networks import fold_batchnorms
+from .runtime import METADATA_KEY, TS_METADATA_FILE, OnnxSession, cuda_usable
 
-METADATA_KEY = "cgan_export"
-TS_METADATA_FILE = "metadata.json"
 OPSET = 18
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 PARITY_BATCHES = (1, 7)
@@ -142,8 +141,6 @@ def _export_torchscript(net: nn.Module, metadata: dict, path: Path) -> None:
 
 
 def _run_onnx(path: Path, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
-    from .runtime import OnnxSession
-
     return OnnxSession(path, device="auto").run(noise, condition)
 
 
@@ -191,8 +188,6 @@ def check_parity(fmt: ExportFormat, path: Path, eager: nn.Module, metadata: dict
 
 def fp16_runnable() -> bool:
     """fp16 ONNX parity needs ONNX Runtime's CUDA provider on a usable GPU."""
-    from .runtime import cuda_usable
-
     return cuda_usable()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +24,34 @@ DEFAULT_MODELS = {
     "torch": EXPORTED_DIR / "generator.pt",
 }
 DEVICES = ("auto", "cuda", "cpu")
+METADATA_KEY = "cgan_export"  # the ONNX metadata_props key of the artifact's metadata JSON
+TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the same JSON
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def cuda_driver_devices() -> int:
+    """How many GPUs the CUDA driver reports (0 without a driver), asked through ``libcuda`` directly.
+
+    Milliseconds, where importing torch to ask takes seconds: CPU-only machines never import torch.
+    """
+    names = ("nvcuda.dll",) if sys.platform == "win32" else ("libcuda.so.1", "libcuda.so")
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0:
+            return count.value
+        return 0
+    return 0
 
 
 def cuda_usable() -> bool:
     """True when ONNX Runtime has a CUDA provider and a GPU really answers (torch loads the CUDA libraries)."""
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or cuda_driver_devices() == 0:
         return False
     try:
         import torch
@@ -117,8 +139,6 @@ class OnnxSession:
     @property
     def metadata(self) -> dict:
         """The embedded cgan-export metadata."""
-        from .export import METADATA_KEY
-
         return _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), self.path)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
@@ -190,8 +210,6 @@ class TorchScriptBackend:
 
     def __init__(self, path: Path, device: str = "auto"):
         import torch
-
-        from .export import TS_METADATA_FILE
 
         path = _require_file(path)
         self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"

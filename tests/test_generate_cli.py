@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,25 @@ def test_same_seed_same_images_on_every_backend(exported_best):
         images[backend] = np.stack([s.image for s in generate(gen, [["red cube"], ["blue sphere", "gray cube"]], n=5, seed=7, batch_size=3)])
     for backend in ("torchscript", "torch"):
         assert np.abs(images[backend].astype(int) - images["onnx"].astype(int)).max() <= 1
+
+
+def test_onnx_generation_on_cpu_never_imports_torch(exported_best, tmp_path):
+    """Importing torch costs seconds; the ONNX path on CPU (and `auto` without a GPU driver) does without it."""
+    import subprocess
+    import sys
+
+    from cgan_export.runtime import cuda_driver_devices
+
+    devices = ["cpu"] + (["auto"] if cuda_driver_devices() == 0 else [])
+    for device in devices:
+        code = ("import sys; from cli import app; "
+                f"app(['generate', 'red cube', '-n', '2', '--model', {str(exported_best / 'generator.onnx')!r}, "
+                f"'--out', {str(tmp_path / device)!r}, '--device', {device!r}], standalone_mode=False); "
+                "print('torch imported' if 'torch' in sys.modules else 'torch not imported')")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parents[1])
+        assert "torch not imported" in result.stdout, (device, result.stdout, result.stderr[-500:])
+        assert (tmp_path / device / "grid.png").is_file()
 
 
 def test_chunking_does_not_change_the_images(exported_best):

@@ -136,6 +136,31 @@ def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_
     assert tuned.config.embed_hidden == 8 and tuned.embed_mlp[2].weight.abs().sum() > 0
 
 
+def test_init_from_a_generator_checkpoint_keeps_g_frozen_while_a_fresh_d_warms_up(data_root, random_evaluator, tmp_path):
+    from dataclasses import replace
+
+    from cgan_export.errors import CganError
+
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    source = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(config, source)
+    shipped = torch.load(tmp_path / "source" / "best.pt", weights_only=True)
+    warm = replace(config, d_warmup_steps=2)
+    fine = replace(source, out=tmp_path / "fine", init_from=tmp_path / "source" / "best.pt", epochs=2 / 6)
+    train(warm, fine)  # 2 iterations, both D-only: G and its EMA copy are untouched
+    tuned = torch.load(tmp_path / "fine" / "last.pt", weights_only=True)
+    for key, value in shipped["state_dict"].items():
+        if "running" not in key and "num_batches" not in key:  # G's BatchNorm statistics still move in D's steps
+            assert torch.equal(tuned["models"]["g_ema"][key], value), key
+    assert tuned["state"]["init_from"]["generator_only"] and tuned["models"]["opt_g"]["state"] == {}
+    train(warm, replace(fine, out=tmp_path / "finer", epochs=4 / 6))  # past the warm-up G trains
+    moved = torch.load(tmp_path / "finer" / "last.pt", weights_only=True)["models"]["g"]
+    assert not torch.equal(moved["fc.weight"], shipped["state_dict"]["fc.weight"])
+    other = replace(config, generator_config={**TINY["best"]["generator_config"], "ngf": 4})
+    with pytest.raises(CganError, match="not this run's"):
+        train(other, replace(fine, out=tmp_path / "other"))
+
+
 def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkpoint_without_it():
     from training.discriminators import ProjectionDiscriminator
 

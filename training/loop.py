@@ -14,11 +14,11 @@ import torch.distributed as dist
 import torch.nn as nn
 from rich.console import Console
 
-from cgan_export.checkpoint import generator_checkpoint, load_generator, make_noise
+from cgan_export.checkpoint import GENERATOR_KIND, generator_checkpoint, load_generator, make_noise
 from cgan_export.errors import CganError
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.io import atomic_path
-from cgan_export.networks import build_generator
+from cgan_export.networks import build_generator, generator_config
 
 from . import losses
 from .augment import diff_augment
@@ -446,9 +446,11 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
                 noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
                 logs = d_step(m, config, real, labels, fake_labels, noise, autocast)
             noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
-            logs.update(g_step(m, config, fake_labels, noise, step, autocast))
+            if step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
+                logs.update(g_step(m, config, fake_labels, noise, step, autocast))
             m.broadcast_buffers()
-            m.update_ema(config.ema_decay, step + state.get("init_from", {}).get("step", 0))  # no fresh warm-up when fine-tuning
+            if step >= config.d_warmup_steps:
+                m.update_ema(config.ema_decay, step + state.get("init_from", {}).get("step", 0))  # no fresh EMA warm-up when fine-tuning
             for k, v in logs.items():
                 running[k] = 0.98 * running.get(k, v) + 0.02 * v
             state["step"] = step + 1
@@ -469,9 +471,13 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
 
 
 def _init_from(m: Models, config: TrainConfig, path: Path, device: torch.device, console: Console) -> dict:
-    """Load another run's ``last.pt`` into ``m`` (same networks, any other settings); returns where it came from."""
+    """Load another run's ``last.pt`` into ``m`` (same networks, any other settings), or only G and its
+    EMA copy from a generator checkpoint (``best.pt``, ``exported/generator.pt``: D starts fresh);
+    returns where it came from."""
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
+        if isinstance(saved, dict) and saved.get("kind") == GENERATOR_KIND:
+            return _init_from_generator(m, saved, path, console)
         fresh = m.load_for_finetuning(saved["models"], config)
     except FileNotFoundError:
         raise CganError(f"--init-from: {path} does not exist") from None
@@ -485,6 +491,23 @@ def _init_from(m: Models, config: TrainConfig, path: Path, device: torch.device,
     console.print(f"starting from {path} (step {source['step']}, {source['minutes']:.1f} min trained)")
     if fresh:
         console.print(f"new parameters, not in the source, start from their initial values: {', '.join(fresh)}")
+    return source
+
+
+def _init_from_generator(m: Models, saved: dict, path: Path, console: Console) -> dict:
+    """G and its EMA copy from a generator checkpoint; D and both optimizers keep their fresh state."""
+    if saved["architecture"] != m.g.architecture or saved["config"] != generator_config(m.g):
+        raise CganError(f"--init-from: {path} holds a {saved['architecture']} generator with config {saved['config']}, "
+                        f"not this run's {m.g.architecture} {generator_config(m.g)}")
+    for net in (m.g, m.g_ema):
+        if net is not None:
+            net.load_state_dict(saved["state_dict"])
+    training = saved.get("training", {})
+    source = {"path": str(path), "step": training.get("step", 0), "images_seen": training.get("images_seen", 0),
+              "minutes": training.get("minutes", 0.0), "config": training.get("config", {}), "generator_only": True}
+    if "init_from" in training:
+        source["init_from"] = training["init_from"]
+    console.print(f"starting G from the generator checkpoint {path} (step {source['step']}); D starts fresh")
     return source
 
 
