@@ -1,4 +1,4 @@
-"""cgan-export command line: train, export, generate, evaluate, bench, evaluator."""
+"""cgan-export command line: train, export, generate, evaluate, bench, evaluator, guide."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ app = typer.Typer(help="Exportable conditional GAN for i-CLEVR scenes.", no_args
                   pretty_exceptions_enable=False, add_completion=False)
 evaluator_app = typer.Typer(help="The lab evaluator (ResNet-18 scorer).", no_args_is_help=True)
 app.add_typer(evaluator_app, name="evaluator")
+guide_app = typer.Typer(help="The guide classifier: a small frozen classifier whose loss can join G's objective "
+                             "(--set guide_weight=W); never the evaluator.", no_args_is_help=True)
+app.add_typer(guide_app, name="guide")
 
 EXPORTED = Path(__file__).resolve().parent / "exported"
 DataOption = Annotated[Optional[Path], typer.Option("--data", help="i-CLEVR folder (default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
@@ -76,6 +79,8 @@ def train(
                                                       "(same networks; other settings may differ), or from a generator "
                                                       "checkpoint such as exported/generator.pt (D starts fresh: "
                                                       "see --set d_warmup_steps=K).")] = None,
+    guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train), used with "
+                                                  "--set guide_weight=W; a resumed run reopens its own.")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
@@ -101,7 +106,7 @@ def train(
         minutes = 60.0
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
-                                             anneal=anneal, resume=resume, init_from=init_from, device=device.value, threads=threads,
+                                             anneal=anneal, resume=resume, init_from=init_from, guide=guide, device=device.value, threads=threads,
                                              compile=compile,
                                              show_progress=sys.stderr.isatty()))
     typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "
@@ -238,6 +243,25 @@ def evaluator_score(
 
     scorer = load_evaluator(evaluator)
     typer.echo(f"held-out lab accuracy {score_holdout(scorer, data):.4f}")
+
+
+@guide_app.command("train")
+@friendly_errors
+def guide_train(
+    data: DataOption = None,
+    out: Annotated[Path, typer.Option(help="Guide file to write.")] = Path.home() / ".cache" / "cgan-export" / "guide" / "guide.pt",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
+    width: Annotated[int, typer.Option(min=4, help="Channels of the first stage (doubling per stage).")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 1,
+) -> None:
+    """Train the guide classifier (VGG-style convnet, not the evaluator) on the real images with a scene-level holdout."""
+    from cgan_export.io import ensure_writable_dir
+    from training.guide import GuideConfig, train_guide
+
+    ensure_writable_dir(out.parent)
+    metrics = train_guide(data, out, GuideConfig(width=width, epochs=epochs, seed=seed), show_progress=sys.stderr.isatty())
+    typer.echo(json.dumps(metrics))
+    typer.echo(f"guide: {out}")
 
 
 if __name__ == "__main__":

@@ -332,3 +332,40 @@ def test_training_with_random_conditions_and_weighted_images_saves_and_exports(d
     saved = torch.load(out / "last.pt", weights_only=True)
     assert saved["config"]["random_condition_fraction"] == 0.5
     export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
+
+
+def test_guide_classifier_trains_loads_frozen_and_refuses_other_files(data_root, random_evaluator, tmp_path):
+    from cgan_export.errors import CganError
+    from training.guide import GuideConfig, load_guide, train_guide
+
+    metrics = train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
+    assert 0.0 <= metrics["holdout_lab_accuracy"] <= 1.0
+    net, info = load_guide(tmp_path / "guide.pt")
+    assert not any(p.requires_grad for p in net.parameters()) and not net.training
+    assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 24) and len(info["sha256"]) == 64
+    with pytest.raises(CganError, match="not a guide classifier"):
+        load_guide(random_evaluator)
+    with pytest.raises(CganError, match="does not exist"):
+        load_guide(tmp_path / "missing.pt")
+
+
+def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_root, random_evaluator, tmp_path):
+    from dataclasses import replace
+
+    from cgan_export.errors import CganError
+    from training.guide import GuideConfig, train_guide
+
+    train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=1.0, **TINY["best"])
+    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    with pytest.raises(CganError, match="needs a guide classifier"):
+        train(config, options)
+    train(config, replace(options, guide=tmp_path / "guide.pt"))
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert "g_guide" in (tmp_path / "run" / "metrics.jsonl").read_text()
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["training"]["guide"]["sha256"] == saved["state"]["guide"]["sha256"]
+    train(config, replace(options, resume=True, epochs=4 / 6))  # reopens the run's own guide file
+    train_guide(data_root, tmp_path / "other.pt", GuideConfig(width=4, epochs=1, batch_size=4, seed=5), show_progress=False)
+    with pytest.raises(CganError, match="not the guide classifier this run"):
+        train(config, replace(options, resume=True, epochs=6 / 6, guide=tmp_path / "other.pt"))

@@ -56,25 +56,17 @@ def holdout_accuracy(net: torch.nn.Module, data: ICLEVRData, channels_last: bool
     return lab_accuracy(torch.cat(scores), data.labels)
 
 
-def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig = EvaluatorConfig(),
-                    show_progress: bool = True) -> dict:
-    """Train on a scene-level split, write the evaluator file atomically, return its metrics."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    data = load_dataset(data_root)
-    train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
-    train, hold = data.subset(train_idx), data.subset(hold_idx)
-    net = build_classifier(len(data.vocabulary), config.stem)
-    if config.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, config, name: str,
+                   show_progress: bool = True) -> dict:
+    """Train a multi-label classifier in place (AdamW + OneCycle, flips and shifts, BCE per class) and return
+    its metrics on ``hold``.  ``config`` has the fields of :class:`EvaluatorConfig` that training reads."""
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train) // config.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
     start, seen, acc = time.time(), 0, 0.0
     with make_progress(disable=not show_progress) as progress:
-        task = progress.add_task("evaluator", total=config.epochs * steps_per_epoch, info="")
+        task = progress.add_task(name, total=config.epochs * steps_per_epoch, info="")
         for epoch in range(config.epochs):
             order = torch.randperm(len(train), generator=gen)
             for step in range(steps_per_epoch):
@@ -96,8 +88,24 @@ def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig =
             progress.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {loss.item():.4f}, "
                                    f"held-out lab accuracy {acc:.4f} ({time.time() - start:.0f} s)")
     elapsed = time.time() - start
-    metrics = {"holdout_lab_accuracy": acc, "holdout_images": len(hold), "holdout_scenes": int(len({f.split('_')[2] for f in hold.files})),
-               "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
+    return {"holdout_lab_accuracy": acc, "holdout_images": len(hold),
+            "holdout_scenes": int(len({f.split('_')[2] for f in hold.files})),
+            "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
+
+
+def train_evaluator(data_root: Path | None, out: Path, config: EvaluatorConfig = EvaluatorConfig(),
+                    show_progress: bool = True) -> dict:
+    """Train on a scene-level split, write the evaluator file atomically, return its metrics."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    data = load_dataset(data_root)
+    train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
+    train, hold = data.subset(train_idx), data.subset(hold_idx)
+    net = build_classifier(len(data.vocabulary), config.stem)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    metrics = fit_classifier(net, train, hold, config, "evaluator", show_progress)
     ckpt = evaluator_checkpoint(net, data.vocabulary, int(data.images.shape[-1]), metrics, asdict(config))
     with atomic_path(Path(out)) as tmp:
         torch.save(ckpt, tmp)

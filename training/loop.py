@@ -25,6 +25,7 @@ from .augment import diff_augment
 from .conditions import colour_groups, image_weights, mix_conditions
 from .data import CONDITION_FILES, ICLEVRData, load_dataset, to_float
 from .discriminators import build_discriminator
+from .guide import load_guide
 from .presets import TrainConfig
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, save_grid
@@ -42,6 +43,7 @@ class RunOptions:
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
     resume: bool = False
     init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
+    guide: Path | None = None  # a guide classifier file (training/guide.py), used when config.guide_weight > 0
     device: str = "auto"
     compile: bool | None = None  # torch.compile G and D; None: on CUDA only
     threads: int = 0
@@ -280,8 +282,10 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
     return out
 
 
-def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict) -> dict:
-    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss.
+def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
+           guide: nn.Module | None = None) -> dict:
+    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss, plus the frozen
+    guide classifier's loss on the same (augmented) images when there is one.
 
     With a mode-seeking weight the batch's second half repeats the first half's conditions, so each
     condition is drawn twice with different noise.
@@ -293,9 +297,15 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
     m.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
     with torch.autocast(**autocast):
         fake = m.g(noise, labels)
-        fake_adv, fake_aux = m.d(d_input(fake.float(), config), labels)
+        seen = d_input(fake.float(), config)  # [B, 3, H, W]
+        fake_adv, fake_aux = m.d(seen, labels)
+        guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.item()}
+    if guide_logits is not None:
+        guided = losses.aux_bce(guide_logits, labels)
+        loss = loss + config.guide_weight * guided
+        out["g_guide"] = guided.item()
     weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
     if fake_aux is not None and weight > 0:
         aux = losses.aux_bce(fake_aux, labels)
@@ -413,6 +423,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     elif options.init_from is not None:
         state["init_from"] = _init_from(m, config, Path(options.init_from), device, console)
     state["evaluator"] = evaluator_id
+    guide = _open_guide(config, options, state, device)
     if options.compile or (options.compile is None and device.type == "cuda"):
         m.compile()
     max_steps = _max_steps(options, steps_per_epoch)
@@ -447,7 +458,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
                 logs = d_step(m, config, real, labels, fake_labels, noise, autocast)
             noise = torch.randn(len(idx), z_dim, generator=noise_gen).to(device)
             if step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
-                logs.update(g_step(m, config, fake_labels, noise, step, autocast))
+                logs.update(g_step(m, config, fake_labels, noise, step, autocast, guide))
             m.broadcast_buffers()
             if step >= config.d_warmup_steps:
                 m.update_ema(config.ema_decay, step + state.get("init_from", {}).get("step", 0))  # no fresh EMA warm-up when fine-tuning
@@ -511,6 +522,22 @@ def _init_from_generator(m: Models, saved: dict, path: Path, console: Console) -
     return source
 
 
+def _open_guide(config: TrainConfig, options: RunOptions, state: dict, device: torch.device) -> nn.Module | None:
+    """The frozen guide classifier when ``config.guide_weight`` > 0 (``--guide``, else the file the run started
+    with); its path, hash and held-out accuracy go into ``state`` and from there into every checkpoint."""
+    if config.guide_weight <= 0:
+        return None
+    path = options.guide or (Path(state["guide"]["path"]) if "guide" in state else None)
+    if path is None:
+        raise CganError("guide_weight > 0 needs a guide classifier file: pass --guide PATH (python cli.py guide train)")
+    net, info = load_guide(path, device)
+    if "guide" in state and state["guide"]["sha256"] != info["sha256"]:
+        raise CganError(f"--guide {path} is not the guide classifier this run was trained with")
+    state["guide"] = {"path": str(path), "sha256": info["sha256"],
+                      "holdout_lab_accuracy": info["metrics"]["holdout_lab_accuracy"], "config": info["config"]}
+    return net
+
+
 def _rescore_best(path: Path, evaluator: Evaluator, sets: dict[str, torch.Tensor], seeds: int,
                   device: torch.device, console: Console) -> float:
     """The score of the run's ``best.pt`` under another evaluator than the one that picked it (-1 if none)."""
@@ -565,6 +592,8 @@ def _evaluate_and_save(m: Models, config: TrainConfig, data: ICLEVRData, evaluat
                 "evaluator": evaluator.info.get("metrics", {})}
     if "init_from" in state:  # where the weights came from, each run with its settings, back to a fresh start
         training["init_from"] = state["init_from"]
+    if "guide" in state:
+        training["guide"] = state["guide"]
     if metrics["score"] > state["best_score"]:
         state["best_score"] = metrics["score"]
         _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), data.vocabulary, metrics, training))

@@ -25,6 +25,7 @@ class TrainConfig:
     random_condition_fraction: float = 0.0  # share of generated images drawn for random conditions, not the batch's
     random_same_colour: float = 0.0  # share of those random conditions that pair two objects of one colour
     same_colour_weight: float = 1.0  # sampling weight of training images pairing two objects of one colour (1: uniform)
+    guide_weight: float = 0.0  # G also pays this x the guide classifier's BCE on its images (run option --guide)
     d_warmup_steps: int = 0  # first iterations train D alone against a frozen G (fine-tuning a G whose D is lost)
     lr_g: float = 2e-4
     lr_d: float = 2e-4

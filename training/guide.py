@@ -1,0 +1,97 @@
+"""The guide: a small frozen multi-label classifier whose loss on generated images joins G's objective.
+
+It is not the lab evaluator and never scores anything: another architecture (a plain VGG-style
+convnet, no residual stages), trained here on the real training images only.  D's auxiliary head is
+a weak judge of hard conditions (it co-adapts with G and memorises the images); a classifier trained
+once to convergence and then frozen gives G a steady signal about shape and colour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from cgan_export.errors import CganError
+from cgan_export.io import atomic_path
+
+from .data import load_dataset, scene_split
+from .evaluator_training import fit_classifier
+
+GUIDE_KIND = "cgan-export/guide-classifier"
+
+
+@dataclass(frozen=True)
+class GuideConfig:
+    """Hyper-parameters of guide training (the fields :func:`fit_classifier` reads, plus the width)."""
+
+    width: int = 32
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    holdout_fraction: float = 0.1
+    seed: int = 1
+    bf16: bool = True
+    channels_last: bool = True
+
+
+class GuideClassifier(nn.Module):
+    """Two 3x3 conv + BatchNorm + ReLU per stage at 64, 32, 16 and 8 pixels (width w, 2w, 4w, 8w), 2x2 max-pool
+    between stages, average- and max-pooled 4x4 features into one linear layer: logits [N, num_classes]."""
+
+    def __init__(self, num_classes: int = 24, width: int = 32):
+        super().__init__()
+        widths = [3, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(widths[:-1], widths[1:]):  # 64 -> 32 -> 16 -> 8 -> 4
+            for c in (cin, cout):
+                layers += [nn.Conv2d(c, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * widths[-1], num_classes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h = self.features(image)  # [N, 8w, 4, 4]
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))  # [N, 24]
+
+
+def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideConfig(), show_progress: bool = True) -> dict:
+    """Train the guide on a scene-level split of the real images, write it atomically, return its metrics."""
+    torch.manual_seed(config.seed)
+    data = load_dataset(data_root)
+    train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
+    net = GuideClassifier(len(data.vocabulary), config.width)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    metrics = fit_classifier(net, data.subset(train_idx), data.subset(hold_idx), config, "guide", show_progress)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    ckpt = {"kind": GUIDE_KIND, "config": asdict(config), "state_dict": state,
+            "vocabulary": data.vocabulary.to_mapping(), "image_size": int(data.images.shape[-1]), "metrics": metrics}
+    with atomic_path(Path(out)) as tmp:
+        torch.save(ckpt, tmp)
+    return metrics
+
+
+def load_guide(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """A frozen guide in eval mode and its file's description (config, metrics, vocabulary, sha256)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CganError(f"guide file {path} does not exist (train one with: python cli.py guide train)")
+    raw = path.read_bytes()
+    try:
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CganError(f"cannot read guide file {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != GUIDE_KIND:
+        raise CganError(f"{path} is not a guide classifier file")
+    net = GuideClassifier(len(ckpt["vocabulary"]), ckpt["config"]["width"])
+    net.load_state_dict(ckpt["state_dict"])
+    net = net.to(device).eval().requires_grad_(False)
+    info = {k: ckpt[k] for k in ("config", "metrics", "vocabulary")}
+    info["sha256"] = hashlib.sha256(raw).hexdigest()
+    return net, info
