@@ -166,7 +166,9 @@ def evaluate(
     device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device.auto,
     conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json of the data folder).")] = None,
     data: DataOption = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Noise seeds 0..S-1.")] = 10,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds.")] = 10,
+    first_seed: Annotated[int, typer.Option(min=0, help="First noise seed (e.g. 100: seeds that checkpoint "
+                                            "selection, which uses 0-4, never saw).")] = 0,
     evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
@@ -180,10 +182,10 @@ def evaluate(
     files = conditions or [resolve_data_root(data) / f for f in CONDITION_FILES]
     scorer = load_evaluator(evaluator)
     runner = open_backend(model, backend.value, device.value)
-    result = evaluate_files(runner, scorer, files, seeds)
+    result = evaluate_files(runner, scorer, files, seeds, first_seed)
     for name, r in result.items():
         worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
-        typer.echo(f"{name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over {seeds} seeds "
+        typer.echo(f"{name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds {first_seed}-{first_seed + seeds - 1} "
                    f"(min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
                    + ", ".join(f"{k} {v:.2f}" for k, v in worst))
     if report:

@@ -169,3 +169,18 @@ def test_bench_prints_ratios_to_eager_side_by_side(exported_best):
     for backend in ("torch eager", "torchscript", "onnxruntime cpu"):
         assert text.count(f"| {backend} |") == 2
     assert "1.00x" in text
+
+
+def test_evaluate_first_seed_scores_the_seeds_it_names(exported_best, random_evaluator, data_root, tmp_path):
+    import json
+
+    reports = {}
+    for first in (0, 1):
+        reports[first] = tmp_path / f"r{first}.json"
+        code, text = _cli("evaluate", "--model", exported_best / "generator.onnx", "--data", data_root, "--seeds", 2,
+                          "--first-seed", first, "--evaluator", random_evaluator, "--report", reports[first])
+        assert code == 0, text
+        assert f"over seeds {first}-{first + 1}" in text
+    seeds_01 = json.loads(reports[0].read_text())["results"]["test.json"]["per_seed"]
+    seeds_12 = json.loads(reports[1].read_text())["results"]["test.json"]["per_seed"]
+    assert seeds_01[1] == seeds_12[0]  # seed 1 scores the same in both runs
