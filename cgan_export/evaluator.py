@@ -16,7 +16,7 @@ from .vocabulary import Vocabulary
 EVALUATOR_KIND = "cgan-export/evaluator"
 
 
-STEMS = ("imagenet", "no-maxpool")
+STEMS = ("imagenet", "no-maxpool", "conv3x3")
 
 
 def build_classifier(num_classes: int = 24, stem: str = "imagenet") -> nn.Module:
@@ -24,12 +24,16 @@ def build_classifier(num_classes: int = 24, stem: str = "imagenet") -> nn.Module
 
     ``stem="no-maxpool"`` drops the stem's max-pool, so the residual stages see 32x32 instead of
     16x16 feature maps of a 64x64 image (4x the compute; it tells cubes from cylinders better).
+    ``stem="conv3x3"`` replaces the 7x7 stride-2 first conv by a 3x3 stride-1 one and keeps the max-pool:
+    the same 32x32 stages, but the first conv sees every pixel of the 64x64 image.
     """
     if stem not in STEMS:
         raise ValueError(f"unknown ResNet-18 stem {stem!r}; expected one of {STEMS}")
     net = torchvision.models.resnet18(weights=None)
     if stem == "no-maxpool":
         net.maxpool = nn.Identity()
+    if stem == "conv3x3":
+        net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     net.fc = nn.Linear(512, num_classes)
     return net
 
@@ -79,7 +83,8 @@ class Evaluator:
 
 def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int, metrics: dict, config: dict) -> dict:
     """The self-describing evaluator file content (fp16 weights; the stem read off ``net``)."""
-    stem = "no-maxpool" if isinstance(net.maxpool, nn.Identity) else "imagenet"
+    stem = ("no-maxpool" if isinstance(net.maxpool, nn.Identity)
+            else "conv3x3" if net.conv1.kernel_size == (3, 3) else "imagenet")
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
     return {
         "kind": EVALUATOR_KIND,

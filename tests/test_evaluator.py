@@ -42,12 +42,14 @@ def test_evaluator_file_is_weights_only_and_self_describing(random_evaluator):
     assert evaluator.scores(torch.zeros(2, 3, 64, 64)).shape == (2, 24)
 
 
-def test_evaluator_file_rebuilds_its_own_resnet_stem(vocabulary, tmp_path):
+@pytest.mark.parametrize("stem", ["no-maxpool", "conv3x3"])
+def test_evaluator_file_rebuilds_its_own_resnet_stem(stem, vocabulary, tmp_path):
     path = tmp_path / "evaluator.pt"
-    net = build_classifier(24, "no-maxpool")
+    net = build_classifier(24, stem)
     torch.save(evaluator_checkpoint(net, vocabulary, 64, {}, {}), path)
     evaluator = load_evaluator(path)
-    assert isinstance(evaluator.net.maxpool, torch.nn.Identity) and evaluator.info["stem"] == "no-maxpool"
+    assert evaluator.info["stem"] == stem
+    assert isinstance(evaluator.net.maxpool, torch.nn.Identity) == (stem == "no-maxpool")
     assert torch.allclose(evaluator.scores(torch.zeros(1, 3, 64, 64)),
                           torch.sigmoid(net.eval()(torch.zeros(1, 3, 64, 64))), atol=1e-2)  # fp16 storage
 
