@@ -75,6 +75,20 @@ def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path
         train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
 
 
+def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoint(data_root, random_evaluator, tmp_path,
+                                                                                   capsys):
+    from dataclasses import replace
+
+    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, **TINY["best"]),
+                   replace(options, resume=True, epochs=3 / 6))
+    assert result["step"] == 3
+    record = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert record["test"]["seeds"] == 2
+    assert "the number of scoring seeds changed" in capsys.readouterr().err
+
+
 def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root, random_evaluator, tmp_path):
     from dataclasses import replace
 

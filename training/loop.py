@@ -364,8 +364,12 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
+SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it trains: a resume may change them
+
+
 def _check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
-    wanted = config.to_dict()
+    wanted = {k: v for k, v in config.to_dict().items() if k not in SCORING_FIELDS}
+    saved = {k: v for k, v in saved.items() if k not in SCORING_FIELDS}
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**{k: defaults[k] for k in wanted if k not in saved and k in defaults}, **saved}
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
@@ -418,8 +422,10 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
             noise_gen.manual_seed(config.seed + 1 + ddp.rank + 7919 * saved["state"]["step"])
         state = saved["state"]
         console.print(f"resumed {out} at step {state['step']} ({state['elapsed'] / 60:.1f} min trained)")
-        if ddp.main and state.get("evaluator") != evaluator_id:
-            state["best_score"] = _rescore_best(out / "best.pt", evaluator, sets, config.eval_seeds, device, console)
+        why = ("the evaluator changed" if state.get("evaluator") != evaluator_id
+               else "the number of scoring seeds changed" if saved["config"].get("eval_seeds") != config.eval_seeds else "")
+        if ddp.main and why:
+            state["best_score"] = _rescore_best(out / "best.pt", evaluator, sets, config.eval_seeds, device, console, why)
     elif options.init_from is not None:
         state["init_from"] = _init_from(m, config, Path(options.init_from), device, console)
     state["evaluator"] = evaluator_id
@@ -539,13 +545,14 @@ def _open_guide(config: TrainConfig, options: RunOptions, state: dict, device: t
 
 
 def _rescore_best(path: Path, evaluator: Evaluator, sets: dict[str, torch.Tensor], seeds: int,
-                  device: torch.device, console: Console) -> float:
-    """The score of the run's ``best.pt`` under another evaluator than the one that picked it (-1 if none)."""
+                  device: torch.device, console: Console, why: str) -> float:
+    """The score of the run's ``best.pt`` under this evaluator and number of seeds, which are not the ones that
+    picked it (``why`` says which changed); -1 if there is none."""
     if not path.exists():
         return -1.0
     g, _ = load_generator(path)
     score = score_generator(g.to(device), evaluator, sets, seeds, device)["score"]
-    console.print(f"the evaluator changed since {path} was picked: its score under this one is {score:.3f}")
+    console.print(f"{why} since {path} was picked: its score now is {score:.3f}")
     return score
 
 
