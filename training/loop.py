@@ -429,7 +429,7 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     elif options.init_from is not None:
         state["init_from"] = _init_from(m, config, Path(options.init_from), device, console)
     state["evaluator"] = evaluator_id
-    guide = _open_guide(config, options, state, device)
+    guide = _open_guide(config, options, state, data.vocabulary.to_mapping(), device)
     if options.compile or (options.compile is None and device.type == "cuda"):
         m.compile()
     max_steps = _max_steps(options, steps_per_epoch)
@@ -528,7 +528,8 @@ def _init_from_generator(m: Models, saved: dict, path: Path, console: Console) -
     return source
 
 
-def _open_guide(config: TrainConfig, options: RunOptions, state: dict, device: torch.device) -> nn.Module | None:
+def _open_guide(config: TrainConfig, options: RunOptions, state: dict, vocabulary: dict,
+                device: torch.device) -> nn.Module | None:
     """The frozen guide classifier when ``config.guide_weight`` > 0 (``--guide``, else the file the run started
     with); its path, hash and held-out accuracy go into ``state`` and from there into every checkpoint."""
     if config.guide_weight <= 0:
@@ -537,6 +538,8 @@ def _open_guide(config: TrainConfig, options: RunOptions, state: dict, device: t
     if path is None:
         raise CganError("guide_weight > 0 needs a guide classifier file: pass --guide PATH (python cli.py guide train)")
     net, info = load_guide(path, device)
+    if info["vocabulary"] != vocabulary:
+        raise CganError(f"--guide {path} was trained on another vocabulary than this data folder's objects.json")
     if "guide" in state and state["guide"]["sha256"] != info["sha256"]:
         raise CganError(f"--guide {path} is not the guide classifier this run was trained with")
     state["guide"] = {"path": str(path), "sha256": info["sha256"],
