@@ -218,7 +218,7 @@ def evaluator_train(
     out: Annotated[Path, typer.Option(help="Evaluator file to write.")] = EXPORTED / "evaluator.pt",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     stem: Annotated[Stem, typer.Option(help="ResNet-18 stem: the torchvision one; without its max-pool (finer features); or a 3x3 stride-1 first "
-                                      "conv before the max-pool (same compute as no-maxpool).")] = Stem.no_maxpool,
+                                      "conv before the max-pool (same compute as no-maxpool).")] = Stem.conv3x3,
     batch_size: Annotated[int, typer.Option(min=8, help="Batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,

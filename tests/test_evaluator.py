@@ -77,11 +77,10 @@ needs_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason="real i-CLEV
 @pytest.mark.slow
 @needs_real_data
 def test_shipped_evaluator_scores_held_out_real_images_at_98_percent(shipped_holdout_accuracy):
-    assert shipped_holdout_accuracy >= 0.98  # the shipped file measures 0.985: a regression guard
+    assert shipped_holdout_accuracy >= 0.98  # a looser regression guard beside the 0.99 target below
 
 
 @pytest.mark.slow
 @needs_real_data
-@pytest.mark.xfail(reason="target 0.99 not reached yet: the shipped evaluator measures 0.985", strict=False)
 def test_shipped_evaluator_scores_held_out_real_images_at_99_percent(shipped_holdout_accuracy):
     assert shipped_holdout_accuracy >= 0.99

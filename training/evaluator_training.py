@@ -21,7 +21,7 @@ class EvaluatorConfig:
     """Hyper-parameters of evaluator training."""
 
     epochs: int = 10
-    stem: str = "no-maxpool"  # see cgan_export.evaluator.build_classifier
+    stem: str = "conv3x3"  # see cgan_export.evaluator.build_classifier
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
