@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,22 @@ def read_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelFileError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def read_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
+    """A weights-only file of one ``kind`` (evaluator, guide classifier) and the sha256 of its bytes; a missing,
+    corrupt or foreign file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} file {path} does not exist ({hint})")
+    raw = path.read_bytes()
+    try:
+        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"cannot read {what} file {path}: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
+        raise ModelFileError(f"{path} is not {'an' if what[0] in 'aeiou' else 'a'} {what} file")
+    return ckpt, hashlib.sha256(raw).hexdigest()
 
 
 def load_generator(path: Path) -> tuple[nn.Module, dict]:

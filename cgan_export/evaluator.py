@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torchvision
 
-from .errors import ModelFileError
+from .checkpoint import read_kind
 from .vocabulary import Vocabulary
 
 EVALUATOR_KIND = "cgan-export/evaluator"
@@ -102,20 +100,11 @@ def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int
 
 def load_evaluator(path: Path) -> Evaluator:
     """Load an evaluator file written by ``cli.py evaluator train`` (weights only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"evaluator file {path} does not exist (train one with: python cli.py evaluator train)")
-    raw = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"cannot read evaluator file {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != EVALUATOR_KIND:
-        raise ModelFileError(f"{path} is not an evaluator file")
+    ckpt, sha256 = read_kind(path, EVALUATOR_KIND, "evaluator", "train one with: python cli.py evaluator train")
     vocabulary = Vocabulary.from_mapping(ckpt["vocabulary"])
     net = build_classifier(len(vocabulary), ckpt.get("stem", "imagenet"))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     net = net.to(memory_format=torch.channels_last)
     info = {k: ckpt[k] for k in ("metrics", "config", "normalization", "stem") if k in ckpt}
-    info["sha256"] = hashlib.sha256(raw).hexdigest()  # identifies the scorer behind a run's scores
+    info["sha256"] = sha256  # identifies the scorer behind a run's scores
     return Evaluator(net, vocabulary, int(ckpt["image_size"]), info)

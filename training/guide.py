@@ -8,15 +8,13 @@ once to convergence and then frozen gives G a steady signal about shape and colo
 
 from __future__ import annotations
 
-import hashlib
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from cgan_export.errors import CganError
+from cgan_export.checkpoint import read_kind
 from cgan_export.io import atomic_path
 
 from .data import load_dataset, scene_split
@@ -79,19 +77,10 @@ def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideCo
 
 def load_guide(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """A frozen guide in eval mode and its file's description (config, metrics, vocabulary, sha256)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CganError(f"guide file {path} does not exist (train one with: python cli.py guide train)")
-    raw = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CganError(f"cannot read guide file {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != GUIDE_KIND:
-        raise CganError(f"{path} is not a guide classifier file")
+    ckpt, sha256 = read_kind(path, GUIDE_KIND, "guide classifier", "train one with: python cli.py guide train")
     net = GuideClassifier(len(ckpt["vocabulary"]), ckpt["config"]["width"])
     net.load_state_dict(ckpt["state_dict"])
     net = net.to(device).eval().requires_grad_(False)
     info = {k: ckpt[k] for k in ("config", "metrics", "vocabulary")}
-    info["sha256"] = hashlib.sha256(raw).hexdigest()
+    info["sha256"] = sha256
     return net, info
