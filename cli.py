@@ -169,7 +169,7 @@ def evaluate(
     data: DataOption = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds.")] = 10,
     first_seed: Annotated[int, typer.Option(min=0, help="First noise seed (e.g. 100: seeds that checkpoint "
-                                            "selection, which uses 0-4, never saw).")] = 0,
+                                            "selection, which scores seeds 0..eval_seeds-1, never saw).")] = 0,
     evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:

@@ -48,28 +48,23 @@ def save_generator(path: Path, net: nn.Module, vocabulary: Vocabulary, metrics: 
     return Path(path)
 
 
-def read_checkpoint(path: Path) -> dict:
-    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or corrupt files."""
+def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tuple[object, bytes]:
+    """Load a file with ``weights_only=True``, reading its bytes once; returns ``(content, bytes)``.  A missing or
+    corrupt file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"checkpoint {path} does not exist")
+        raise ModelFileError(f"{what} {path} does not exist" + (f" ({hint})" if hint else ""))
+    raw = path.read_bytes()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), raw
     except Exception as exc:
-        raise ModelFileError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+        raise ModelFileError(f"cannot read {what} {path}: {str(exc).splitlines()[0][:200]}") from None
 
 
 def read_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
-    """A weights-only file of one ``kind`` (evaluator, guide classifier) and the sha256 of its bytes; a missing,
-    corrupt or foreign file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{what} file {path} does not exist ({hint})")
-    raw = path.read_bytes()
-    try:
-        ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(f"cannot read {what} file {path}: {str(exc).splitlines()[0][:200]}") from None
+    """A weights-only file of one ``kind`` (evaluator, guide classifier) and the sha256 of its bytes; a foreign
+    file is a :class:`ModelFileError` too."""
+    ckpt, raw = read_checkpoint(path, f"{what} file", hint)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         raise ModelFileError(f"{path} is not {'an' if what[0] in 'aeiou' else 'a'} {what} file")
     return ckpt, hashlib.sha256(raw).hexdigest()
@@ -77,7 +72,7 @@ def read_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
 
 def load_generator(path: Path) -> tuple[nn.Module, dict]:
     """Rebuild the generator from a checkpoint file alone; returns ``(net in eval mode, checkpoint info)``."""
-    ckpt = read_checkpoint(path)
+    ckpt, _ = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != GENERATOR_KIND:
         raise ModelFileError(f"{path} is not a generator checkpoint (train one with: python cli.py train)")
     if ckpt["architecture"] not in GENERATORS:

@@ -17,11 +17,10 @@ from .progress import make_progress
 
 
 @dataclass(frozen=True)
-class EvaluatorConfig:
-    """Hyper-parameters of evaluator training."""
+class FitConfig:
+    """What :func:`fit_classifier` reads: the training schedule of a multi-label classifier and its split."""
 
     epochs: int = 10
-    stem: str = "conv3x3"  # see cgan_export.evaluator.build_classifier
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -29,6 +28,13 @@ class EvaluatorConfig:
     seed: int = 0
     bf16: bool = True
     channels_last: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig(FitConfig):
+    """Hyper-parameters of evaluator training."""
+
+    stem: str = "conv3x3"  # see cgan_export.evaluator.build_classifier
     threads: int = 0  # 0: torch's default
 
 
@@ -56,10 +62,10 @@ def holdout_accuracy(net: torch.nn.Module, data: ICLEVRData, channels_last: bool
     return lab_accuracy(torch.cat(scores), data.labels)
 
 
-def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, config, name: str,
+def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, config: FitConfig, name: str,
                    show_progress: bool = True) -> dict:
     """Train a multi-label classifier in place (AdamW + OneCycle, flips and shifts, BCE per class) and return
-    its metrics on ``hold``.  ``config`` has the fields of :class:`EvaluatorConfig` that training reads."""
+    its metrics on ``hold``."""
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train) // config.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch)

@@ -18,24 +18,19 @@ from cgan_export.checkpoint import read_kind
 from cgan_export.io import atomic_path
 
 from .data import load_dataset, scene_split
-from .evaluator_training import fit_classifier
+from .evaluator_training import FitConfig, fit_classifier
 
 GUIDE_KIND = "cgan-export/guide-classifier"
 
 
 @dataclass(frozen=True)
-class GuideConfig:
-    """Hyper-parameters of guide training (the fields :func:`fit_classifier` reads, plus the width)."""
+class GuideConfig(FitConfig):
+    """Hyper-parameters of guide training: the evaluator's schedule, 12 epochs, more weight decay, its own split."""
 
-    width: int = 32
     epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
     weight_decay: float = 5e-4
-    holdout_fraction: float = 0.1
     seed: int = 1
-    bf16: bool = True
-    channels_last: bool = True
+    width: int = 32
 
 
 class GuideClassifier(nn.Module):
