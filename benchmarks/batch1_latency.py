@@ -7,6 +7,7 @@ This script runs each backend in ``--processes`` fresh processes, alternating ba
 the median over processes of each process's median latency, with the range:
 
     python benchmarks/batch1_latency.py --processes 4
+    python benchmarks/batch1_latency.py --processes 6 --also OTHER.onnx   # one more ONNX file, side by side
 """
 
 from __future__ import annotations
@@ -41,9 +42,14 @@ print(statistics.median(times))
 """
 
 
-def process_median(backend: str, runs: int, warmup: int) -> float:
-    """Median seconds per batch-1 call in one fresh process running ``backend``."""
-    code = SETUP[backend] + "\n" + TIMING.format(runs=runs, warmup=warmup)
+def onnx_setup(path: Path) -> str:
+    """Set-up code opening another ONNX file the way ``generate`` does (no torch)."""
+    return f"from cgan_export.runtime import OnnxBackend; b = OnnxBackend({str(path.resolve())!r}, 'cpu')"
+
+
+def process_median(setup: str, runs: int, warmup: int) -> float:
+    """Median seconds per batch-1 call in one fresh process running ``setup``'s backend ``b``."""
+    code = setup + "\n" + TIMING.format(runs=runs, warmup=warmup)
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -54,11 +60,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4, help="fresh processes per backend")
     parser.add_argument("--runs", type=int, default=300, help="timed batch-1 calls per process")
     parser.add_argument("--warmup", type=int, default=100, help="untimed calls first")
+    parser.add_argument("--also", type=Path, action="append", default=[],
+                        help="another ONNX file to time like the shipped one without torch (repeatable)")
     args = parser.parse_args()
-    medians: dict[str, list[float]] = {name: [] for name in SETUP}
+    setups = {**SETUP, **{f"onnxruntime cpu, no torch: {path}": onnx_setup(path) for path in args.also}}
+    medians: dict[str, list[float]] = {name: [] for name in setups}
     for _ in range(args.processes):
-        for name in SETUP:
-            medians[name].append(process_median(name, args.runs, args.warmup))
+        for name, setup in setups.items():
+            medians[name].append(process_median(setup, args.runs, args.warmup))
     eager = statistics.median(medians["torch eager"])
     print("| backend | ms per image (median of processes) | range over processes | images/s | x torch eager |")
     print("|---|---|---|---|---|")

@@ -125,6 +125,22 @@ def test_fused_condition_projections_match_the_separate_ones():
         assert (prepared(noise, condition) - net(noise, condition)).abs().max() < FP32_ATOL
 
 
+@pytest.mark.parametrize("kernel, padding", [(3, 1), (3, 0), (1, 0), (5, 2), ((3, 5), (1, 2))])
+def test_narrow_conv_and_its_transposed_form_compute_the_same_map(kernel, padding):
+    from cgan_export.networks import conv_as_transposed
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 3, kernel, 1, padding)
+    x = torch.randn(2, 16, 12, 10)  # [N, Cin, H, W]
+    with torch.no_grad():
+        assert (conv_as_transposed(conv)(x) - conv(x)).abs().max() < 1e-5
+
+
+def test_onnx_export_writes_the_rgb_head_as_a_transposed_conv(exported_best):
+    ops = [node.op_type for node in onnx.load(exported_best / "generator.onnx").graph.node]
+    assert "Conv" not in ops and ops.count("ConvTranspose") == 5  # four up-sampling blocks + the head
+
+
 def test_export_refuses_a_file_that_is_not_a_generator_checkpoint(tmp_path, random_evaluator):
     with pytest.raises(ModelFileError, match="not a generator checkpoint"):
         export(random_evaluator, ["onnx"], tmp_path, report=lambda _: None)
