@@ -17,12 +17,12 @@ from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    return interleaved_medians({"fn": fn}, repeats, warmup, settle_s=0.0)["fn"]
+    return statistics.median(interleaved_times({"fn": fn}, repeats, warmup, settle_s=0.0)["fn"])
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3,
-                        settle_s: float = 0.3) -> dict[str, float]:
-    """Median wall time of each function, timed round-robin (one run of each per round).
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 3,
+                      settle_s: float = 0.3) -> dict[str, list[float]]:
+    """Wall time of each function in each of ``repeats`` rounds, timed round-robin (one run of each per round).
 
     Interleaving makes the ratios robust to a machine whose speed drifts during the run (shared
     cores, frequency changes): a slow spell slows every backend alike instead of one of them.  In each
@@ -42,7 +42,13 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, warm
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def ratio_quartiles(base: list[float], other: list[float]) -> tuple[float, float]:
+    """25th and 75th percentile over rounds of ``base[i] / other[i]`` (the speed-up within each round)."""
+    q1, _, q3 = statistics.quantiles([b / o for b, o in zip(base, other)], n=4)
+    return q1, q3
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -90,22 +96,25 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         rows = []
         for batch in batch_sizes:
             noise, condition = parity_inputs(meta, batch)
-            medians = interleaved_medians({name: functools.partial(runner.run, noise, condition)
-                                           for name, runner in runners.items()}, repeats)
+            times = interleaved_times({name: functools.partial(runner.run, noise, condition)
+                                       for name, runner in runners.items()}, repeats)
             base = None
-            for name, seconds in medians.items():
-                ips = batch / seconds
+            for name, seconds in times.items():
+                ips = batch / statistics.median(seconds)
                 base = base or ips
                 rows.append({"batch": batch, "backend": name, "images_per_second": ips, "vs_eager": ips / base,
+                             "vs_eager_quartiles": ratio_quartiles(times["torch eager"], seconds),
                              "gflops": ips * flops / 1e9, "roofline_pct": 100 * ips * flops / 1e9 / roof})
     _print_table(rows, echo, markdown)
     return rows
 
 
 def _print_table(rows: list[dict], echo: Callable[[str], None], markdown: bool) -> None:
-    head = ["batch", "backend", "images/s", "x torch eager", "GFLOP/s", "% of matmul roofline"]
+    head = ["batch", "backend", "images/s", "x torch eager", "x eager per round (quartiles)", "GFLOP/s",
+            "% of matmul roofline"]
     lines = [[str(r["batch"]), r["backend"], f"{r['images_per_second']:.1f}", f"{r['vs_eager']:.2f}x",
-              f"{r['gflops']:.1f}", f"{r['roofline_pct']:.1f}"] for r in rows]
+              "{:.2f}-{:.2f}x".format(*r["vs_eager_quartiles"]), f"{r['gflops']:.1f}", f"{r['roofline_pct']:.1f}"]
+             for r in rows]
     if markdown:
         echo("| " + " | ".join(head) + " |")
         echo("|" + "---|" * len(head))

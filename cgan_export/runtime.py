@@ -73,6 +73,13 @@ def resolve_device(device: str) -> str:
     return "cuda" if usable else "cpu"
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask where the OS has one, e.g. under taskset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def _require_file(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -108,7 +115,7 @@ class OnnxSession:
         self.device = resolve_device(device)
         if self.device == "cuda":
             import torch  # noqa: F401  (loads the CUDA libraries ONNX Runtime's CUDA provider needs)
-        self.threads = threads or (os.cpu_count() or 1)
+        self.threads = threads or len(usable_cpus())
         providers: list = ["CPUExecutionProvider"]
         if self.device == "cuda":
             providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1" if cuda_graph else "0"}),

@@ -165,7 +165,7 @@ def test_evaluate_reports_mean_and_std(exported_best, random_evaluator, data_roo
 def test_bench_prints_ratios_to_eager_side_by_side(exported_best):
     code, text = _cli("bench", "--checkpoint", exported_best / "generator.pt", "--batch-sizes", "1,2", "--repeats", 3)
     assert code == 0, text
-    assert "matmul roofline" in text
+    assert "matmul roofline" in text and "x eager per round (quartiles)" in text
     for backend in ("torch eager", "torchscript", "onnxruntime cpu"):
         assert text.count(f"| {backend} |") == 2
     assert "1.00x" in text
