@@ -162,7 +162,8 @@ def generate(
 @app.command()
 @friendly_errors
 def evaluate(
-    model: Annotated[Optional[Path], typer.Option(help="Model file (default: the shipped one).")] = None,
+    model: Annotated[Optional[list[Path]], typer.Option(help="Model file (default: the shipped one); repeat to "
+                                                        "compare several side by side.")] = None,
     backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend.onnx,
     device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device.auto,
     conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json of the data folder).")] = None,
@@ -171,26 +172,40 @@ def evaluate(
     first_seed: Annotated[int, typer.Option(min=0, help="First noise seed (e.g. 100: seeds that checkpoint "
                                             "selection, which scores seeds 0..eval_seeds-1, never saw).")] = 0,
     evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    with_scorecard: Annotated[bool, typer.Option("--scorecard/--no-scorecard", help="Also diversity, fidelity, "
+                                                 "precision and recall against the real data.")] = True,
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
-    """Lab accuracy (mean ± std over seeds) per condition file, with per-object accuracy."""
+    """Lab accuracy (mean ± std over seeds) per condition file, and the scorecard beside the real data's."""
+    from cgan_export import scorecard as cards
     from cgan_export.evaluate import evaluate_files
     from cgan_export.evaluator import load_evaluator
     from cgan_export.io import write_json
     from cgan_export.runtime import open_backend
-    from training.data import CONDITION_FILES, resolve_data_root
+    from training.data import CONDITION_FILES, load_dataset, resolve_data_root
+    from training.reference import build_reference
 
     files = conditions or [resolve_data_root(data) / f for f in CONDITION_FILES]
     scorer = load_evaluator(evaluator)
-    runner = open_backend(model, backend.value, device.value)
-    result = evaluate_files(runner, scorer, files, seeds, first_seed)
-    for name, r in result.items():
-        worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
-        typer.echo(f"{name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds {first_seed}-{first_seed + seeds - 1} "
-                   f"(min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
-                   + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+    reference = build_reference(load_dataset(data), scorer) if with_scorecard else None
+    rows = {"real data": reference.real_figures()} if reference else {}
+    results = {}
+    for path in model or [None]:
+        runner = open_backend(path, backend.value, device.value)
+        name = str(path or "exported (shipped)")
+        results[name] = {"accuracy": evaluate_files(runner, scorer, files, seeds, first_seed)}
+        for file_name, r in results[name]["accuracy"].items():
+            worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
+            typer.echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
+                       f"{first_seed}-{first_seed + seeds - 1} (min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
+                       + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+        if reference:
+            rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
+    if rows:
+        typer.echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items()}))
     if report:
-        write_json(report, {"model": str(model or "exported"), "backend": backend.value, "results": result})
+        write_json(report, {"backend": backend.value, "selection_rule": cards.SELECTION_RULE,
+                            "real data": rows.get("real data"), "models": results})
         typer.echo(f"report: {report}")
 
 

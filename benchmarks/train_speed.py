@@ -16,7 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.loop import Models, d_step, g_step  # noqa: E402
+from training.models import Models  # noqa: E402
+from training.steps import d_step, g_step  # noqa: E402
 from training.presets import get_preset  # noqa: E402
 
 VARIANTS = {

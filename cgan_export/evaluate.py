@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +14,13 @@ from .runtime import Backend, metadata_vocabulary
 from .vocabulary import read_condition_file
 
 
+def mean_over_seeds(accuracy_of_seed: Callable[[int], float], seeds: Sequence[int]) -> dict:
+    """Mean, std (ddof 0), min, max and the per-seed values of ``accuracy_of_seed(seed)`` over ``seeds``."""
+    accs = np.array([accuracy_of_seed(seed) for seed in seeds])
+    return {"mean": float(accs.mean()), "std": float(accs.std()), "min": float(accs.min()), "max": float(accs.max()),
+            "per_seed": [round(float(a), 4) for a in accs], "seeds": len(accs)}
+
+
 def evaluate_conditions(backend: Backend, evaluator: Evaluator, conditions: Sequence[Sequence[str]],
                         seeds: int, first_seed: int = 0) -> dict:
     """Lab accuracy of one image per condition for seeds first_seed..first_seed+seeds-1; per-object accuracy
@@ -21,18 +28,20 @@ def evaluate_conditions(backend: Backend, evaluator: Evaluator, conditions: Sequ
     vocab = metadata_vocabulary(backend.metadata)
     cond = vocab.encode_batch(conditions)  # [N, 24]
     z_dim = int(backend.metadata["z_dim"])
-    accs, hits, counts = [], torch.zeros(len(vocab)), torch.zeros(len(vocab))
+    hits, counts = torch.zeros(len(vocab)), torch.zeros(len(vocab))
     cond_t = torch.from_numpy(cond)
-    for seed in range(first_seed, first_seed + seeds):
+
+    def accuracy(seed: int) -> float:
+        nonlocal hits, counts
         images = torch.from_numpy(backend.run(make_noise(len(cond), z_dim, seed), cond))  # [N, 3, H, W]
-        scores = evaluator.scores(images)  # [N, 24]
-        h, c = per_object_hits(scores, cond_t)
-        accs.append(float(h.sum() / c.sum()))
+        h, c = per_object_hits(evaluator.scores(images), cond_t)  # [24] each
         hits, counts = hits + h, counts + c
+        return float(h.sum() / c.sum())
+
+    result = mean_over_seeds(accuracy, range(first_seed, first_seed + seeds))
     per_object = {vocab.names[i]: round(float(hits[i] / counts[i]), 4) for i in range(len(vocab)) if counts[i] > 0}
-    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "min": float(np.min(accs)),
-            "max": float(np.max(accs)), "per_seed": [round(a, 4) for a in accs], "seeds": seeds, "first_seed": first_seed,
-            "conditions": len(conditions), "objects": int(cond.sum()), "per_object": per_object}
+    return {**result, "first_seed": first_seed, "conditions": len(conditions), "objects": int(cond.sum()),
+            "per_object": per_object}
 
 
 def evaluate_files(backend: Backend, evaluator: Evaluator, files: Sequence[Path], seeds: int, first_seed: int = 0) -> dict:

@@ -113,6 +113,7 @@ class CBNGenerator(nn.Module):
         image_size: int = 64
         render_size: int = 0  # 0: render at image_size; smaller: render there, upsample bilinearly
         embed_hidden: int = 0  # >0: add a ReLU MLP of this width to the linear embedding (objects interact)
+        noise_in_norms: bool = False  # every conditional norm's gain and bias also see the noise (BigGAN-style)
 
     def __init__(self, config: Config):
         super().__init__()
@@ -122,8 +123,9 @@ class CBNGenerator(nn.Module):
         widths = [c.ngf * min(8, 2 ** (stages - 1 - i)) for i in range(stages)] + [max(c.ngf // 2, 16)]
         self.embed = nn.Linear(c.num_classes, c.embed_dim, bias=False)
         self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * 16)
-        self.fc_norm = ConditionalBatchNorm2d(widths[0], c.embed_dim)
-        self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], c.embed_dim) for i in range(stages))
+        self.norm_input = c.embed_dim + (c.z_dim if c.noise_in_norms else 0)  # what the norms' projections read
+        self.fc_norm = ConditionalBatchNorm2d(widths[0], self.norm_input)
+        self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], self.norm_input) for i in range(stages))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
         self.embed_mlp = (nn.Sequential(nn.Linear(c.num_classes, c.embed_hidden), nn.ReLU(),
                                         nn.Linear(c.embed_hidden, c.embed_dim, bias=False))
@@ -137,7 +139,8 @@ class CBNGenerator(nn.Module):
         e = self.embed(condition)  # [N, E]
         if self.embed_mlp is not None:
             e = e + self.embed_mlp(condition)  # [N, E]: the multi-hot's sum plus what the objects do together
-        affines = self.norm_affines(e)  # (gain, bias) [N, C, 1, 1] per conditional norm
+        styles = torch.cat([e, noise], dim=1) if self.config.noise_in_norms else e  # [N, norm_input]
+        affines = self.norm_affines(styles)  # (gain, bias) [N, C, 1, 1] per conditional norm
         x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, 4, 4)  # [N, 8ngf, 4, 4]
         x = F.relu(self.fc_norm.modulate(x, *affines[0]))
         for block, (gain, bias) in zip(self.blocks, affines[1:]):
@@ -151,7 +154,8 @@ class CBNGenerator(nn.Module):
         return [self.fc_norm] + [block.norm for block in self.blocks]
 
     def norm_affines(self, e: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``(gain, bias)``, each [N, C, 1, 1], of every conditional norm (``fc_norm`` first) for ``e`` [N, E]."""
+        """``(gain, bias)``, each [N, C, 1, 1], of every conditional norm (``fc_norm`` first) for ``e``
+        [N, norm_input] (the condition embedding, followed by the noise when ``noise_in_norms``)."""
         if self.fused_affine is None:
             return [norm.affine(e) for norm in self._norms()]
         sizes = [norm.gain.out_features for norm in self._norms() for _ in range(2)]
@@ -161,7 +165,7 @@ class CBNGenerator(nn.Module):
     def fuse_affines(self) -> None:
         """One Linear for every conditional norm's gain and bias (inference: one matmul instead of ten)."""
         linears = [linear for norm in self._norms() for linear in (norm.gain, norm.bias)]
-        fused = nn.Linear(self.config.embed_dim, sum(linear.out_features for linear in linears))
+        fused = nn.Linear(self.norm_input, sum(linear.out_features for linear in linears))
         fused.weight.data = torch.cat([linear.weight.detach() for linear in linears])
         fused.bias.data = torch.cat([linear.bias.detach() + (1.0 if i % 2 == 0 else 0.0)  # gains are 1 + Linear
                                      for i, linear in enumerate(linears)])

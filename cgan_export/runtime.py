@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import json
 import os
 import sys
@@ -73,6 +75,21 @@ def resolve_device(device: str) -> str:
     return "cuda" if usable else "cpu"
 
 
+def _load_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries ONNX Runtime's CUDA provider links against: from the nvidia-* wheels of
+    the CUDA major onnxruntime-gpu was built for where ``preload_dlls`` exists, else through torch's."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ort.preload_dlls()
+            return
+        except Exception:  # no nvidia-* wheels: the libraries may still come through torch or the system
+            pass
+    import torch  # noqa: F401
+
+
 def usable_cpus() -> list[int]:
     """The CPUs this process may run on (its affinity mask where the OS has one, e.g. under taskset)."""
     if hasattr(os, "sched_getaffinity"):
@@ -110,22 +127,37 @@ class OnnxSession:
     """
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None, cuda_graph: bool = False,
-                 slices: bool = True):
+                 slices: bool = True, tf32: bool = True):
         self.path = _require_file(path)
         self.device = resolve_device(device)
-        if self.device == "cuda":
-            import torch  # noqa: F401  (loads the CUDA libraries ONNX Runtime's CUDA provider needs)
         self.threads = threads or len(usable_cpus())
-        providers: list = ["CPUExecutionProvider"]
         if self.device == "cuda":
-            providers = [("CUDAExecutionProvider", {"enable_cuda_graph": "1" if cuda_graph else "0"}),
-                         "CPUExecutionProvider"]
-        self.session = self._open(providers, self.threads)
+            self.session = self._open_cuda(device, cuda_graph, tf32)
+        if self.device == "cpu":
+            self.session = self._open(["CPUExecutionProvider"], self.threads)
         self.input_types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.cuda_graph = cuda_graph and self.device == "cuda"
-        self._binding = None
+        self._bindings: dict[int, _Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
         self.slices = slices and self.threads > 1
         self._slice_runner = None  # (one-thread session, thread pool): opened by the first large CPU batch
+
+    def _open_cuda(self, asked: str, cuda_graph: bool, tf32: bool):
+        """A CUDA session, checked: the provider must really have loaded.  ``--device cuda`` without it is an
+        error; ``auto`` falls back to the CPU with a one-line notice (``self.device`` becomes ``cpu``)."""
+        import onnxruntime as ort
+
+        _load_cuda_libraries()
+        options = {"enable_cuda_graph": "1" if cuda_graph else "0", "use_tf32": "1" if tf32 else "0"}
+        session = self._open([("CUDAExecutionProvider", options), "CPUExecutionProvider"], self.threads)
+        if "CUDAExecutionProvider" in session.get_providers():
+            return session
+        why = ("ONNX Runtime's CUDA provider did not load (CUDA or cuDNN libraries missing, or built for another "
+               f"CUDA major than onnxruntime-gpu {ort.__version__} needs)")
+        if asked == "cuda":
+            raise CganError(f"--device cuda: {why}; use --device cpu")
+        print(f"notice: {why}; running on the CPU", file=sys.stderr)
+        self.device = "cpu"
+        return None
 
     def _open(self, providers: list, threads: int):
         import onnxruntime as ort
@@ -171,25 +203,50 @@ class OnnxSession:
         return np.concatenate(list(images)).astype(np.float32, copy=False)
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """CUDA: inputs copied once to device buffers, output preallocated on the device (reused per shape)."""
+        """CUDA: inputs copied into device buffers, output preallocated on the device; one binding per batch size.
+
+        With CUDA graphs each batch size gets its own graph id: ONNX Runtime replays a captured graph with the
+        addresses and shapes it was captured with, so a new shape must never reuse another shape's graph.
+        """
+        n = feeds["noise"].shape[0]
+        if n not in self._bindings:
+            self._bindings[n] = _Binding.create(self.session, feeds, graph_id=len(self._bindings) + 1 if self.cuda_graph else 0)
+        return self._bindings[n].run(self.session, feeds)
+
+
+@dataclass
+class _Binding:
+    """Device buffers bound to one batch size's inputs and output, with the run options that pick its graph."""
+
+    binding: object
+    inputs: dict
+    output: object
+    run_options: object
+
+    @classmethod
+    def create(cls, session, feeds: dict[str, np.ndarray], graph_id: int) -> "_Binding":
         import onnxruntime as ort
 
         n = feeds["noise"].shape[0]
-        if self._binding is None or self._binding[0] != n:
-            out_shape = [n, 3, *self.session.get_outputs()[0].shape[2:]]
-            out_type = self.session.get_outputs()[0].type
-            inputs = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feeds.items()}
-            output = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, _ORT_TYPES.get(out_type, np.float32), "cuda", 0)
-            binding = self.session.io_binding()
-            for k, v in inputs.items():
-                binding.bind_ortvalue_input(k, v)
-            binding.bind_ortvalue_output("image", output)
-            self._binding = (n, binding, inputs, output)
-        _, binding, inputs, output = self._binding
+        out_meta = session.get_outputs()[0]
+        inputs = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feeds.items()}
+        output = ort.OrtValue.ortvalue_from_shape_and_type([n, 3, *out_meta.shape[2:]],
+                                                           _ORT_TYPES.get(out_meta.type, np.float32), "cuda", 0)
+        binding = session.io_binding()
+        for k, v in inputs.items():
+            binding.bind_ortvalue_input(k, v)
+        binding.bind_ortvalue_output("image", output)
+        run_options = ort.RunOptions()
+        if graph_id:  # ids from 1: 0 is ONNX Runtime's own
+            run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
+        return cls(binding, inputs, output, run_options)
+
+    def run(self, session, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Copy ``feeds`` into the bound buffers (same addresses), run, return the output on the host."""
         for k, v in feeds.items():
-            inputs[k].update_inplace(v)
-        self.session.run_with_iobinding(binding)
-        return output.numpy().astype(np.float32, copy=False)
+            self.inputs[k].update_inplace(v)
+        session.run_with_iobinding(self.binding, self.run_options)
+        return self.output.numpy().astype(np.float32, copy=False)
 
 
 class Backend(Protocol):

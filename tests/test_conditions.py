@@ -54,7 +54,7 @@ def test_image_weights_favour_images_that_pair_two_objects_of_one_colour():
 
 
 def test_weighted_epoch_order_draws_in_proportion_and_replays():
-    from training.loop import epoch_order
+    from training.steps import epoch_order
 
     weights = torch.tensor([3.0, 1.0])
     order = epoch_order(0, 5, 4000, weights.repeat(2000))

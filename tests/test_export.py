@@ -162,3 +162,25 @@ def test_generator_with_an_embedding_mlp_exports_with_parity(tmp_path, vocabular
     assert max(f["parity_max_abs_diff"] for f in manifest["files"].values()) < FP32_ATOL
     rebuilt, _ = load_generator(tmp_path / "generator.pt")
     assert rebuilt.config.embed_hidden == 32
+
+
+@pytest.mark.parametrize("asked", ["auto", "cuda"])
+def test_a_cuda_provider_that_did_not_load_is_an_error_or_a_cpu_fallback(exported_best, monkeypatch, capsys, asked):
+    from cgan_export import runtime
+    from cgan_export.errors import CganError
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda device: "cuda")  # the driver answers...
+    monkeypatch.setattr(runtime, "_load_cuda_libraries", lambda: None)
+    opened = []
+    real_open = runtime.OnnxSession._open
+    monkeypatch.setattr(runtime.OnnxSession, "_open",  # ...but ONNX Runtime builds a CPU-only session
+                        lambda self, providers, threads: opened.append(providers) or real_open(self, ["CPUExecutionProvider"], threads))
+    if asked == "cuda":
+        with pytest.raises(CganError, match="CUDA provider did not load"):
+            runtime.OnnxSession(exported_best / "generator.onnx", asked)
+        return
+    session = runtime.OnnxSession(exported_best / "generator.onnx", asked)
+    assert session.device == "cpu" and "running on the CPU" in capsys.readouterr().err
+    assert opened[0][0][0] == "CUDAExecutionProvider" and opened[-1] == ["CPUExecutionProvider"]
+    noise, condition = parity_inputs(session.metadata, 3)
+    assert session.run(noise, condition).shape == (3, 3, 64, 64)

@@ -13,12 +13,14 @@ import torch
 from cgan_export.checkpoint import load_generator
 from cgan_export.export import export
 from training import losses
-from training.loop import RunOptions, lr_factor, train
+from training.loop import RunOptions, train
+from training.steps import lr_factor
 from training.presets import PRESETS, get_preset, parse_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {  # small widths so every preset trains in seconds
-    "best": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16}, "discriminator_config": {"ndf": 8}},
+    "best": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16},
+             "discriminator_config": {"ndf": 8}},
     "cdcgan": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "batch"}},
     "wgan-gp": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "instance"}, "n_critic": 2},
     "sagan": {"generator_config": {"z_dim": 16, "ngf": 8, "condition_dim": 16}, "discriminator_config": {"ndf": 8}},
@@ -101,7 +103,8 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
                        **TINY["best"])
     from rich.console import Console
 
-    from training.loop import Models, _init_from
+    from training.finetune import init_from as _init_from
+    from training.models import Models
 
     m = Models(tuned, 24, 64, torch.device("cpu"))
     info = _init_from(m, tuned, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
@@ -127,7 +130,8 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
 def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_root, random_evaluator, tmp_path):
     from rich.console import Console
 
-    from training.loop import Models, _init_from
+    from training.finetune import init_from as _init_from
+    from training.models import Models
 
     options = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
@@ -288,6 +292,17 @@ def test_mode_seeking_term_punishes_pairs_that_ignore_the_noise():
     assert losses.mode_seeking(collapsed, noise).item() == pytest.approx(1e5)
 
 
+def test_capped_mode_seeking_stops_pushing_pairs_that_already_differ_like_real_images():
+    noise = torch.cat([torch.zeros(2, 4), torch.ones(2, 4)])
+    images = torch.cat([torch.zeros(2, 3, 8, 8), torch.tensor([0.02, 0.5]).view(2, 1, 1, 1).expand(2, 3, 8, 8)])
+    images.requires_grad_(True)
+    term = losses.mode_seeking(images, noise, target=0.1)
+    assert term.item() == pytest.approx((1 / (0.02 + 1e-5) + 1 / (0.1 + 1e-5)) / 2)  # pair 2 counts as 0.1
+    term.backward()
+    assert images.grad[1].abs().sum() == 0 and images.grad[3].abs().sum() == 0  # no push beyond the cap
+    assert images.grad[0].abs().sum() > 0  # the near-collapsed pair is pushed apart
+
+
 def test_mode_seeking_training_draws_each_condition_twice(data_root, random_evaluator, tmp_path):
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_weight=1.0, **TINY["best"])
     out = tmp_path / "run"
@@ -383,3 +398,11 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     train_guide(data_root, tmp_path / "other.pt", GuideConfig(width=4, epochs=1, batch_size=4, seed=5), show_progress=False)
     with pytest.raises(CganError, match="not the guide classifier this run"):
         train(config, replace(options, resume=True, epochs=6 / 6, guide=tmp_path / "other.pt"))
+
+
+@pytest.mark.slow
+def test_wgan_gp_trains_with_compile_on_because_its_critic_stays_eager(data_root, random_evaluator, tmp_path):
+    config = get_preset("wgan-gp", batch_size=4, eval_every=2, eval_seeds=1, **TINY["wgan-gp"])
+    result = train(config, RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+                                      compile=True, show_progress=False))
+    assert result["step"] == 2

@@ -61,15 +61,20 @@ def aux_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="sum") / logits.shape[0]
 
 
-def mode_seeking(images: torch.Tensor, noise: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """MSGAN's mode-seeking term, to minimise: 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|).
+def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float = 0.0, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's mode-seeking term, to minimise: mean over pairs of 1 / (|G(z1) - G(z2)| / |z1 - z2|) (mean abs
+    distances), each pair's ratio capped at ``target`` when it is > 0.
 
-    The batch's two halves pair images drawn for the same conditions ([2h, ...] each); collapsed
-    pairs (same image for different noise) make it large.
+    The batch's two halves pair images drawn for the same conditions ([2h, ...] each); collapsed pairs (same
+    image for different noise) make it large.  With the cap, a pair already as far apart as two real images
+    of one object set gets no push to differ more (G would buy the excess with lighting and blur).
     """
     h = images.shape[0] // 2
-    ratio = (images[:h] - images[h:2 * h]).abs().float().mean() / (noise[:h] - noise[h:2 * h]).abs().mean()
-    return 1.0 / (ratio + eps)
+    ratio = ((images[:h] - images[h:2 * h]).abs().float().flatten(1).mean(1)
+             / (noise[:h] - noise[h:2 * h]).abs().mean(1))  # [h]
+    if target > 0:
+        ratio = ratio.clamp(max=target)
+    return (1.0 / (ratio + eps)).mean()
 
 
 def ramp(step: int, weight: float, ramp_steps: int) -> float:

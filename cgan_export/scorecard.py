@@ -1,0 +1,149 @@
+"""The scorecard: figures that see collapse and blur, each beside its real-data reference.
+
+- diversity: for object sets with many real images, the mean per-pixel std over generated images of
+  the set (one noise each) divided by the same std over the real images of the set (real = 1.0);
+- fidelity: Fréchet distance to held-out real images in the evaluator's pooled features, divided by
+  the distance between two real samples of the same size (real = 1.0);
+- precision and recall: k-NN manifolds in the same features (Kynkäänniemi et al. 2019, k = 3).
+
+Everything here works on arrays; building the real reference from a data folder is the caller's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import make_noise
+from .evaluator import Evaluator
+
+GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (noise [N, Z], condition [N, C]) -> images [N, 3, H, W]
+
+# Checkpoint selection: accuracy counts in full only where diversity and fidelity reach their targets.
+DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
+FIDELITY_TARGET = 1.5  # Fréchet distance / real floor
+SELECTION_RULE = (f"mean lab accuracy x min(1, diversity / {DIVERSITY_TARGET}) "
+                  f"x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))")
+
+
+def pixel_diversity(groups: list[np.ndarray]) -> float:
+    """Mean over groups of the per-pixel std across a group's images (each [n, 3, H, W] in [-1, 1]); 0: all alike."""
+    return float(np.mean([g.astype(np.float64).std(axis=0).mean() for g in groups]))
+
+
+@torch.no_grad()
+def pooled_features(evaluator: Evaluator, images: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """The evaluator's pooled 512-d features [N, 512] of images [N, 3, H, W] in [-1, 1] (float64)."""
+    trunk = torch.nn.Sequential(*list(evaluator.net.children())[:-1])  # everything but fc
+    images = torch.as_tensor(images)
+    out = []
+    for chunk in images.split(batch_size):
+        chunk = chunk.float()
+        if chunk.shape[-1] != evaluator.image_size:
+            chunk = torch.nn.functional.interpolate(chunk, size=evaluator.image_size, mode="area")
+        out.append(trunk(chunk.contiguous(memory_format=torch.channels_last)).flatten(1).double())
+    return torch.cat(out).numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D].
+
+    Tr((S_a S_b)^1/2) is the sum of the square roots of the eigenvalues of S_a S_b (real and >= 0
+    for covariance matrices, up to rounding).
+    """
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    trace_root = np.sqrt(np.clip(np.linalg.eigvals(s_a @ s_b).real, 0, None)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * trace_root)
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)]."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(sq, 0, None))
+
+
+def _in_manifold(points: np.ndarray, support: np.ndarray, k: int) -> float:
+    """Share of ``points`` inside the union of balls around ``support`` with radius = k-th neighbour distance."""
+    within = _pairwise(support, support)
+    radii = np.sort(within, axis=1)[:, k]  # column 0 is the point itself
+    return float((_pairwise(points, support) <= radii[None, :]).any(axis=1).mean())
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision (fakes on the real manifold) and recall (reals on the fake manifold) of features [N, D]."""
+    return _in_manifold(fake, real, k), _in_manifold(real, fake, k)
+
+
+@dataclass(frozen=True)
+class RealReference:
+    """The real images a scorecard compares with, and their own figures.
+
+    ``set_conditions`` [S, C] and ``set_images`` (S arrays [n_s, 3, H, W]) are object sets with many real
+    images; ``held_features`` [M, 512] are real images the evaluator never saw; ``other_features`` [M, 512]
+    a second such sample (the floor), drawn for ``held_conditions`` [M, C], the conditions a generator is
+    asked for.
+    """
+
+    set_conditions: np.ndarray
+    set_images: tuple[np.ndarray, ...]
+    held_conditions: np.ndarray
+    held_features: np.ndarray
+    other_features: np.ndarray
+
+    @property
+    def real_diversity(self) -> float:
+        """Mean per-pixel std over the real images of each set."""
+        return pixel_diversity(list(self.set_images))
+
+    def real_figures(self) -> dict:
+        """The real-data row: the second real sample scored like a generator."""
+        precision, recall = precision_recall(self.held_features, self.other_features)
+        return {"diversity": 1.0, "frechet": frechet_distance(self.held_features, self.other_features),
+                "fidelity": 1.0, "precision": precision, "recall": recall}
+
+
+def diversity_ratio(generate: GenerateFn, z_dim: int, reference: RealReference, seed: int = 0) -> dict:
+    """Generated / real per-pixel std over the reference's object sets (as many images per set as real ones)."""
+    sizes = [len(images) for images in reference.set_images]
+    cond = np.repeat(reference.set_conditions, sizes, axis=0).astype(np.float32)  # [sum n_s, C]
+    fake = generate(make_noise(len(cond), z_dim, seed), cond)
+    groups = np.split(fake, np.cumsum(sizes)[:-1])
+    real = reference.real_diversity
+    generated = pixel_diversity(groups)
+    return {"diversity": generated / real, "diversity_std_generated": generated, "diversity_std_real": real,
+            "diversity_sets": len(sizes)}
+
+
+def score(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, seed: int = 0) -> dict:
+    """Diversity, fidelity (Fréchet distance and its ratio to the real floor), precision and recall of a generator."""
+    out = diversity_ratio(generate, z_dim, reference, seed)
+    cond = reference.held_conditions.astype(np.float32)
+    fake = pooled_features(evaluator, generate(make_noise(len(cond), z_dim, seed + 1), cond))
+    floor = frechet_distance(reference.held_features, reference.other_features)
+    frechet = frechet_distance(reference.held_features, fake)
+    precision, recall = precision_recall(reference.held_features, fake)
+    return {**out, "frechet": frechet, "frechet_floor": floor, "fidelity": frechet / floor,
+            "precision": precision, "recall": recall, "feature_images": len(cond)}
+
+
+def selection_score(accuracy: float, card: dict) -> float:
+    """The number ``best.pt`` is picked by (see ``SELECTION_RULE``): collapse or blur cannot win on accuracy alone."""
+    return (accuracy * min(1.0, card["diversity"] / DIVERSITY_TARGET)
+            * min(1.0, FIDELITY_TARGET / max(card["fidelity"], 1e-9)))
+
+
+def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
+    """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result)."""
+    files = sorted({f for result in accuracy.values() for f in result})
+    lines = ["| model | " + " | ".join(files) + " | diversity (real 1.0) | Fréchet distance (x real floor) "
+             "| precision | recall |", "|---" * (len(files) + 5) + "|"]
+    for name, card in cards.items():
+        accs = [f"{accuracy[name][f]['mean']:.3f} ± {accuracy[name][f]['std']:.3f}" if name in accuracy else "-"
+                for f in files]
+        lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card['frechet']:.1f} "
+                     f"({card['fidelity']:.2f}x) | {card['precision']:.3f} | {card['recall']:.3f} |")
+    return "\n".join(lines)

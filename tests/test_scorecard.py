@@ -1,0 +1,109 @@
+"""The scorecard on hand-made cases: collapse gives diversity 0, a second real sample gives ratios near 1,
+blur and pixel shuffles move each figure the wrong way."""
+
+import numpy as np
+import pytest
+import torch
+
+from cgan_export import scorecard
+from cgan_export.evaluator import load_evaluator
+
+SIZE = 64
+
+
+def scenes(codes: np.ndarray) -> np.ndarray:
+    """Scenes drawn from codes [N, >= 5]: a gray canvas with two coloured squares placed by the codes, [N, 3, 64, 64]."""
+    u = 0.5 * (1 + np.tanh(codes))  # (0, 1) per code
+    images = np.full((len(codes), 3, SIZE, SIZE), -0.2, np.float32)
+    for i, c in enumerate(u):
+        for x, y, colour in ((c[0], c[1], 0), (c[2], c[3], 1)):
+            px, py, side = int(x * (SIZE - 16)), int(y * (SIZE - 16)), 8 + int(8 * c[4])
+            images[i, colour, py:py + side, px:px + side] = 0.9
+    return images
+
+
+def real_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """The data distribution itself: every noise row draws another scene."""
+    return scenes(noise)
+
+
+def collapsed_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """One scene whatever the noise."""
+    return scenes(np.zeros_like(noise))
+
+
+def blurred_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """Real scenes under a 9x9 box blur."""
+    images = torch.from_numpy(scenes(noise))
+    return torch.nn.functional.avg_pool2d(images, 9, 1, 4, count_include_pad=False).numpy()
+
+
+def shuffled_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """Real scenes with their pixels shuffled (same colours, no shapes)."""
+    images = scenes(noise)
+    order = np.random.default_rng(0).permutation(SIZE * SIZE)
+    return images.reshape(len(images), 3, -1)[:, :, order].reshape(images.shape)
+
+
+@pytest.fixture(scope="module")
+def reference(random_evaluator) -> tuple[scorecard.RealReference, object]:
+    evaluator = load_evaluator(random_evaluator)
+    rng = np.random.default_rng(1)
+    set_images = tuple(scenes(rng.standard_normal((24, 8))) for _ in range(6))  # 6 object sets x 24 real images
+    held = scenes(rng.standard_normal((300, 8)))
+    other = scenes(rng.standard_normal((300, 8)))
+    conditions = np.eye(24, dtype=np.float32)[rng.integers(0, 24, 300)]
+    ref = scorecard.RealReference(np.eye(24, dtype=np.float32)[:6], set_images, conditions,
+                                  scorecard.pooled_features(evaluator, held), scorecard.pooled_features(evaluator, other))
+    return ref, evaluator
+
+
+def test_identical_images_have_zero_diversity():
+    image = scenes(np.zeros((1, 8)))
+    assert scorecard.pixel_diversity([np.repeat(image, 12, axis=0)] * 3) == 0.0
+
+
+def test_a_generator_that_ignores_its_noise_scores_zero_diversity(reference):
+    ref, evaluator = reference
+    card = scorecard.score(collapsed_generator, 8, ref, evaluator)
+    assert card["diversity"] == 0.0 and card["diversity_sets"] == 6
+    assert card["recall"] < 0.1  # one picture covers none of the real manifold
+
+
+def test_another_real_sample_scores_close_to_the_real_reference(reference):
+    ref, evaluator = reference
+    card = scorecard.score(real_generator, 8, ref, evaluator)
+    assert card["diversity"] == pytest.approx(1.0, abs=0.15)
+    assert card["fidelity"] == pytest.approx(1.0, abs=0.3)
+    assert card["precision"] > 0.7 and card["recall"] > 0.7
+    real_row = ref.real_figures()
+    assert real_row["fidelity"] == 1.0 and real_row["precision"] > 0.7 and real_row["recall"] > 0.7
+
+
+@pytest.mark.parametrize("damaged", [blurred_generator, shuffled_generator])
+def test_blurred_or_shuffled_images_score_worse_fidelity_and_precision(reference, damaged):
+    ref, evaluator = reference
+    real = scorecard.score(real_generator, 8, ref, evaluator)
+    card = scorecard.score(damaged, 8, ref, evaluator)
+    assert card["fidelity"] > 2 * real["fidelity"]
+    assert card["precision"] < real["precision"] - 0.15
+
+
+def test_blur_lowers_the_diversity_ratio(reference):
+    ref, evaluator = reference
+    real = scorecard.diversity_ratio(real_generator, 8, ref)["diversity"]
+    assert scorecard.diversity_ratio(blurred_generator, 8, ref)["diversity"] < real - 0.1
+
+
+def test_selection_rule_lets_no_collapsed_generator_win_on_accuracy():
+    diverse = {"diversity": 0.9, "fidelity": 1.2}
+    collapsed = {"diversity": 0.1, "fidelity": 1.2}
+    blurry = {"diversity": 0.9, "fidelity": 4.0}
+    assert scorecard.selection_score(0.90, diverse) == pytest.approx(0.90)
+    assert scorecard.selection_score(0.99, collapsed) < scorecard.selection_score(0.80, diverse)
+    assert scorecard.selection_score(0.99, blurry) < scorecard.selection_score(0.80, diverse)
+
+
+def test_precision_and_recall_of_a_point_set_against_itself_are_one():
+    points = np.random.default_rng(0).standard_normal((50, 4))
+    assert scorecard.precision_recall(points, points) == (1.0, 1.0)

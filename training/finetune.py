@@ -1,0 +1,82 @@
+"""Starting a run from another: another run's weights (``--init-from``), and the frozen guide classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+from rich.console import Console
+
+from cgan_export.checkpoint import GENERATOR_KIND
+from cgan_export.errors import CganError
+from cgan_export.networks import generator_config
+
+from .guide import load_guide
+from .models import Models
+from .options import RunOptions
+from .presets import TrainConfig
+
+if TYPE_CHECKING:
+    from .loop import RunState
+
+
+def init_from(m: Models, config: TrainConfig, path: Path, device: torch.device, console: Console) -> dict:
+    """Load another run's ``last.pt`` into ``m`` (same networks, any other settings), or only G and its
+    EMA copy from a generator checkpoint (``best.pt``, ``exported/generator.pt``: D starts fresh);
+    returns where it came from."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(saved, dict) and saved.get("kind") == GENERATOR_KIND:
+            return _init_from_generator(m, saved, path, console)
+        fresh = m.load_for_finetuning(saved["models"], config)
+    except FileNotFoundError:
+        raise CganError(f"--init-from: {path} does not exist") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CganError(f"--init-from: {path} is not a run's last.pt with the same networks as this preset ({first})") from None
+    source = {"path": str(path), "step": saved["state"]["step"], "images_seen": saved["state"]["images_seen"],
+              "minutes": round(saved["state"]["elapsed"] / 60, 2), "config": saved["config"]}
+    if saved["state"].get("init_from"):  # a fine-tune of a fine-tune: keep the whole lineage
+        source["init_from"] = saved["state"]["init_from"]
+    console.print(f"starting from {path} (step {source['step']}, {source['minutes']:.1f} min trained)")
+    if fresh:
+        console.print(f"new parameters, not in the source, start from their initial values: {', '.join(fresh)}")
+    return source
+
+
+def _init_from_generator(m: Models, saved: dict, path: Path, console: Console) -> dict:
+    """G and its EMA copy from a generator checkpoint; D and both optimizers keep their fresh state."""
+    if saved["architecture"] != m.g.architecture or saved["config"] != generator_config(m.g):
+        raise CganError(f"--init-from: {path} holds a {saved['architecture']} generator with config {saved['config']}, "
+                        f"not this run's {m.g.architecture} {generator_config(m.g)}")
+    for net in (m.g, m.g_ema):
+        if net is not None:
+            net.load_state_dict(saved["state_dict"])
+    training = saved.get("training", {})
+    source = {"path": str(path), "step": training.get("step", 0), "images_seen": training.get("images_seen", 0),
+              "minutes": training.get("minutes", 0.0), "config": training.get("config", {}), "generator_only": True}
+    if "init_from" in training:
+        source["init_from"] = training["init_from"]
+    console.print(f"starting G from the generator checkpoint {path} (step {source['step']}); D starts fresh")
+    return source
+
+
+def open_guide(config: TrainConfig, options: RunOptions, state: "RunState", vocabulary: dict,
+                device: torch.device) -> nn.Module | None:
+    """The frozen guide classifier when ``config.guide_weight`` > 0 (``--guide``, else the file the run started
+    with); its path, hash and held-out accuracy go into ``state`` and from there into every checkpoint."""
+    if config.guide_weight <= 0:
+        return None
+    path = options.guide or (Path(state.guide["path"]) if state.guide else None)
+    if path is None:
+        raise CganError("guide_weight > 0 needs a guide classifier file: pass --guide PATH (python cli.py guide train)")
+    net, info = load_guide(path, device)
+    if info["vocabulary"] != vocabulary:
+        raise CganError(f"--guide {path} was trained on another vocabulary than this data folder's objects.json")
+    if state.guide and state.guide["sha256"] != info["sha256"]:
+        raise CganError(f"--guide {path} is not the guide classifier this run was trained with")
+    state.guide = {"path": str(path), "sha256": info["sha256"],
+                      "holdout_lab_accuracy": info["metrics"]["holdout_lab_accuracy"], "config": info["config"]}
+    return net

@@ -1,0 +1,38 @@
+"""How and where a run trains (not part of the model's config), and the device it trains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cgan_export.errors import CganError
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how long to train (not part of the model's config)."""
+
+    out: Path  # the run folder: config.json, metrics.jsonl, curves.png, samples/, best.pt, last.pt
+    data: Path | None = None  # data folder (None: $CGAN_EXPORT_DATA or ../shared/iclevr)
+    evaluator: Path = Path("exported/evaluator.pt")  # the scorer that picks best.pt (never a training signal)
+    minutes: float | None = None  # total training minutes over all resumed runs
+    epochs: float | None = None  # or a budget in epochs
+    anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
+    resume: bool = False  # continue the run in ``out`` from its last.pt
+    init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
+    guide: Path | None = None  # a guide classifier file (training/guide.py), used when config.guide_weight > 0
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool | None = None  # torch.compile G and D; None: on CUDA only
+    threads: int = 0  # CPU threads (0: torch's default)
+    show_progress: bool = True  # a progress bar on stderr
+
+
+def torch_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CganError("--device cuda was asked for but no CUDA GPU is usable here")
+    return torch.device(name)

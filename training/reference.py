@@ -1,0 +1,58 @@
+"""The real-data side of the scorecard, built from a data folder (see ``cgan_export/scorecard.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from cgan_export.evaluator import Evaluator
+from cgan_export.scorecard import RealReference, pooled_features
+
+from .data import DatasetError, ICLEVRData, scene_split, to_float
+from .evaluator_training import EvaluatorConfig
+
+MIN_SET_IMAGES = 12  # an object set joins the diversity figure when it has at least this many real images
+MIN_FEATURE_IMAGES = 8  # the fewest images per feature sample (k-NN with k = 3 and a covariance need a few)
+
+
+def object_sets(labels: torch.Tensor, min_images: int = MIN_SET_IMAGES) -> list[np.ndarray]:
+    """Indices of the images of every object set (identical multi-hot label) with at least ``min_images`` images,
+    in a fixed order (by label)."""
+    keys = labels.gt(0.5).numpy().astype(np.uint8)  # [N, C]
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    groups = [np.flatnonzero(inverse.ravel() == i) for i in range(len(unique))]
+    return [g for g in groups if len(g) >= min_images]
+
+
+def _spread(items: list, limit: int | None) -> list:
+    """At most ``limit`` items, evenly spaced over the list (all of them when ``limit`` is None)."""
+    if limit is None or len(items) <= limit:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, max_sets: int | None = None,
+                    feature_images: int = 900, min_set_images: int = MIN_SET_IMAGES, seed: int = 0) -> RealReference:
+    """The real reference of ``data``: object sets with at least ``min_set_images`` images (at most ``per_set``
+    of them each, ``max_sets`` sets spread over all) and two disjoint samples of ``feature_images`` images from
+    the evaluator's own held-out scenes: the reference, and the real sample whose conditions the generator draws
+    (the floor).  A folder too small for either is a :class:`DatasetError`."""
+    sets = _spread(object_sets(data.labels, min_set_images), max_sets)
+    if not sets:
+        raise DatasetError(f"no object set has {min_set_images} images in {data.root}: too few for the diversity figure")
+    set_images = tuple(to_float(data.images[torch.as_tensor(g[:per_set])]).numpy() for g in sets)  # [n_s, 3, H, W] each
+    set_conditions = np.stack([data.labels[g[0]].numpy() for g in sets])  # [S, C]
+    config = {**asdict(EvaluatorConfig()), **evaluator.info.get("config", {})}
+    _, held = scene_split(data.files, config["holdout_fraction"], config["seed"])
+    if len(held) < 2 * MIN_FEATURE_IMAGES:  # a small folder: any real images (the evaluator may have seen them)
+        held = np.arange(len(data))
+    held = np.random.default_rng(seed).permutation(held)
+    size = min(feature_images, len(held) // 2)
+    if size < MIN_FEATURE_IMAGES:
+        raise DatasetError(f"{data.root} holds {len(data)} images: too few for the Fréchet distance")
+    reference, other = torch.as_tensor(np.sort(held[:size])), torch.as_tensor(np.sort(held[size:2 * size]))
+    return RealReference(set_conditions, set_images, data.labels[other].numpy(),
+                         pooled_features(evaluator, to_float(data.images[reference])),
+                         pooled_features(evaluator, to_float(data.images[other])))

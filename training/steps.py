@@ -1,0 +1,104 @@
+"""One training iteration's parts: the learning-rate schedule, the epoch order, D's and G's updates."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from . import losses
+from .augment import diff_augment
+from .models import Models
+from .options import RunOptions
+from .presets import TrainConfig
+
+
+def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float,
+              max_steps: int | None) -> float:
+    """The learning-rate multiplier at ``step``: the preset's step decay times the end-of-budget anneal.
+
+    Step decay: ``lr_gamma`` every ``lr_step_epochs`` completed epochs.  Anneal: linear to 0 over the
+    last ``options.anneal`` epochs (``--epochs`` budget) or minutes (``--minutes`` budget).
+    """
+    factor = config.lr_gamma ** (step // steps_per_epoch // config.lr_step_epochs) if config.lr_step_epochs else 1.0
+    if options.anneal > 0 and max_steps is not None:
+        factor *= min(1.0, max(0.0, (max_steps - step) / (options.anneal * steps_per_epoch)))
+    elif options.anneal > 0 and options.minutes is not None:
+        factor *= min(1.0, max(0.0, (options.minutes * 60 - elapsed) / (options.anneal * 60)))
+    return factor
+
+
+def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """What D sees: DiffAugment, after an area downsample to ``config.d_resolution`` when set."""
+    if config.d_resolution and x.shape[-1] > config.d_resolution:
+        x = nn.functional.adaptive_avg_pool2d(x, config.d_resolution)
+    return diff_augment(x, config.diffaugment)
+
+
+def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
+           noise: torch.Tensor, autocast: dict) -> dict:
+    """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``)."""
+    d_loss_fn = losses.ADVERSARIAL[config.loss][0]
+    with torch.autocast(**autocast):
+        with torch.no_grad():
+            fake = m.g(noise, fake_labels)  # [B, 3, H, W]
+        real_adv, real_aux = m.d(d_input(real, config), labels)
+        fake_adv, _ = m.d(d_input(fake.float(), config), fake_labels)
+    loss = d_loss_fn(real_adv, fake_adv)
+    out = {"d_adv": loss.item()}
+    if real_aux is not None and config.aux_weight_d > 0:
+        aux = losses.aux_bce(real_aux, labels)
+        loss = loss + config.aux_weight_d * aux
+        out["d_aux"] = aux.item()
+    if config.loss == "wgan-gp":
+        gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
+        loss = loss + config.gp_weight * gp
+        out["gp"] = gp.item()
+    m.optimize(loss, m.d, m.opt_d)
+    return out
+
+
+def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
+           guide: nn.Module | None = None) -> dict:
+    """One generator update: adversarial loss plus the (ramped) auxiliary classification loss, plus the frozen
+    guide classifier's loss on the same (augmented) images when there is one.
+
+    With a mode-seeking weight the batch's second half repeats the first half's conditions, so each
+    condition is drawn twice with different noise.
+    """
+    g_loss_fn = losses.ADVERSARIAL[config.loss][1]
+    half = len(labels) // 2
+    if config.mode_seeking_weight > 0 and half:
+        labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])  # [B, 24]
+    m.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
+    with torch.autocast(**autocast):
+        fake = m.g(noise, labels)
+        seen = d_input(fake.float(), config)  # [B, 3, H, W]
+        fake_adv, fake_aux = m.d(seen, labels)
+        guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
+    loss = g_loss_fn(fake_adv)
+    out = {"g_adv": loss.item()}
+    if guide_logits is not None:
+        guided = losses.aux_bce(guide_logits, labels)
+        loss = loss + config.guide_weight * guided
+        out["g_guide"] = guided.item()
+    weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
+    if fake_aux is not None and weight > 0:
+        aux = losses.aux_bce(fake_aux, labels)
+        loss = loss + weight * aux
+        out["g_aux"] = aux.item()
+    if config.mode_seeking_weight > 0 and half:
+        ms = losses.mode_seeking(fake, noise, config.mode_seeking_target)
+        loss = loss + config.mode_seeking_weight * ms
+        out["g_ms"] = ms.item()
+    m.optimize(loss, m.g, m.opt_g)
+    m.d.requires_grad_(True)
+    return out
+
+
+def epoch_order(seed: int, epoch: int, n: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The image order of one epoch (a pure function of its arguments, so resume replays it): a shuffle,
+    or ``n`` draws with replacement in proportion to ``weights`` [n]."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if weights is None:
+        return torch.randperm(n, generator=gen)
+    return torch.multinomial(weights, n, replacement=True, generator=gen)
