@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import json
 import sys
 from enum import Enum
@@ -12,6 +14,17 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from cgan_export.errors import CganError
+from cgan_export.paths import EXPORTED_DIR as EXPORTED
+
+# The training package: ``training/`` in a checkout, ``cgan_export.training`` in an installed wheel (which puts
+# no generic top-level name into site-packages).
+TRAINING = "cgan_export.training" if importlib.util.find_spec("cgan_export.training") else "training"
+
+
+def training_names(module: str, *names: str) -> tuple:
+    """``names`` from the training package's ``module``, wherever the package is installed."""
+    loaded = importlib.import_module(f"{TRAINING}.{module}")
+    return tuple(getattr(loaded, name) for name in names)
 
 app = typer.Typer(help="Exportable conditional GAN for i-CLEVR scenes.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -21,7 +34,6 @@ guide_app = typer.Typer(help="The guide classifier: a small frozen classifier wh
                              "(--set guide_weight=W); never the evaluator.", no_args_is_help=True)
 app.add_typer(guide_app, name="guide")
 
-EXPORTED = Path(__file__).resolve().parent / "exported"
 DataOption = Annotated[Optional[Path], typer.Option("--data", help="i-CLEVR folder (default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
 EvaluatorOption = Annotated[Path, typer.Option("--evaluator", help="Evaluator file.")]
 
@@ -94,9 +106,9 @@ def train(
                                                       "value), e.g. --set ema_decay=0; repeatable.")] = None,
 ) -> None:
     """Train a preset; keeps best.pt (by lab accuracy) and last.pt (to --resume) in the run folder."""
-    from training.data import default_cache_dir
-    from training.loop import RunOptions, train as run_training
-    from training.presets import PRESETS, get_preset, parse_overrides
+    default_cache_dir, = training_names("data", "default_cache_dir")
+    RunOptions, run_training = training_names("loop", "RunOptions", "train")
+    PRESETS, get_preset, parse_overrides = training_names("presets", "PRESETS", "get_preset", "parse_overrides")
 
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -146,13 +158,17 @@ def generate(
     scale: Annotated[int, typer.Option(min=1, max=16, help="Upscale factor of the written PNGs.")] = 4,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
     no_grid: Annotated[bool, typer.Option("--no-grid", help="Skip the captioned grid.")] = False,
+    file_format: Annotated[str, typer.Option("--format", help="png: one file per image (and grid.png); npz: "
+                                             "shards of 10,000 images with their conditions and noise rows.")] = "png",
+    workers: Annotated[int, typer.Option(min=0, help="Writer threads (0: one per CPU).")] = 0,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
     from cgan_export.generate import generate_to_folder, read_conditions
 
     conds = read_conditions(objects, conditions)
     result = generate_to_folder(conds, n=n, seed=seed, out=out, model=model, backend=backend.value,
-                                device=device.value, scale=scale, batch_size=batch_size, grid=not no_grid)
+                                device=device.value, scale=scale, batch_size=batch_size, grid=not no_grid,
+                                file_format=file_format, workers=workers)
     typer.echo(f"{result['images']} images ({result['backend']} on {result['device']}, "
                f"{result['images_per_second']:.0f} img/s) written to {out}")
     if result["grid"]:
@@ -178,16 +194,22 @@ def evaluate(
 ) -> None:
     """Lab accuracy (mean ± std over seeds) per condition file, and the scorecard beside the real data's."""
     from cgan_export import scorecard as cards
+    from cgan_export.errors import DatasetError
     from cgan_export.evaluate import evaluate_files
     from cgan_export.evaluator import load_evaluator
     from cgan_export.io import write_json
     from cgan_export.runtime import open_backend
-    from training.data import CONDITION_FILES, load_dataset, resolve_data_root
-    from training.reference import build_reference
+    CONDITION_FILES, load_dataset, resolve_data_root = training_names("data", "CONDITION_FILES", "load_dataset", "resolve_data_root")
+    build_reference, = training_names("reference", "build_reference")
 
     files = conditions or [resolve_data_root(data) / f for f in CONDITION_FILES]
     scorer = load_evaluator(evaluator)
-    reference = build_reference(load_dataset(data), scorer) if with_scorecard else None
+    reference = None
+    if with_scorecard:
+        try:
+            reference = build_reference(load_dataset(data), scorer)
+        except DatasetError as exc:  # a data folder too small for the real-data figures
+            typer.echo(f"scorecard skipped: {exc}", err=True)
     rows = {"real data": reference.real_figures()} if reference else {}
     results = {}
     for path in model or [None]:
@@ -240,7 +262,7 @@ def evaluator_train(
 ) -> None:
     """Train the lab evaluator on the real images with a scene-level holdout."""
     from cgan_export.io import ensure_writable_dir
-    from training.evaluator_training import EvaluatorConfig, train_evaluator
+    EvaluatorConfig, train_evaluator = training_names("evaluator_training", "EvaluatorConfig", "train_evaluator")
 
     ensure_writable_dir(out.parent)
     metrics = train_evaluator(data, out, EvaluatorConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16,
@@ -258,7 +280,7 @@ def evaluator_score(
 ) -> None:
     """Lab accuracy of the evaluator on its held-out scenes of the real data."""
     from cgan_export.evaluator import load_evaluator
-    from training.evaluator_training import score_holdout
+    score_holdout, = training_names("evaluator_training", "score_holdout")
 
     scorer = load_evaluator(evaluator)
     typer.echo(f"held-out lab accuracy {score_holdout(scorer, data):.4f}")
@@ -275,7 +297,7 @@ def guide_train(
 ) -> None:
     """Train the guide classifier (VGG-style convnet, not the evaluator) on the real images with a scene-level holdout."""
     from cgan_export.io import ensure_writable_dir
-    from training.guide import GuideConfig, train_guide
+    GuideConfig, train_guide = training_names("guide", "GuideConfig", "train_guide")
 
     ensure_writable_dir(out.parent)
     metrics = train_guide(data, out, GuideConfig(width=width, epochs=epochs, seed=seed), show_progress=sys.stderr.isatty())

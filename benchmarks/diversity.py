@@ -12,6 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
+
 import numpy as np
 
 from cgan_export.checkpoint import make_noise

@@ -15,9 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
+
 import numpy as np
 import torch
 
+from cgan_export.paths import EXPORTED_DIR
 from cgan_export.checkpoint import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.runtime import open_backend
@@ -50,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+", help="ONNX files or generator checkpoints (.pt)")
     parser.add_argument("--data", type=Path, default=resolve_data_root(), help="i-CLEVR folder")
-    parser.add_argument("--evaluator", type=Path, default=ROOT / "exported" / "evaluator.pt", help="evaluator file")
+    parser.add_argument("--evaluator", type=Path, default=EXPORTED_DIR / "evaluator.pt", help="evaluator file")
     parser.add_argument("--images", type=int, default=2000, help="images per set")
     args = parser.parse_args()
     evaluator = load_evaluator(args.evaluator)

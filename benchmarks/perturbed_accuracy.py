@@ -14,9 +14,15 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
+
 import torch
 import torch.nn.functional as F
 
+from cgan_export.paths import EXPORTED_DIR
 from cgan_export.checkpoint import make_noise
 from cgan_export.evaluator import load_evaluator
 from cgan_export.runtime import metadata_vocabulary, open_backend
@@ -78,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+", help="ONNX files or generator checkpoints (.pt)")
     parser.add_argument("--data", type=Path, default=resolve_data_root(), help="i-CLEVR folder with test.json, new_test.json")
-    parser.add_argument("--evaluator", type=Path, default=ROOT / "exported" / "evaluator.pt", help="evaluator file")
+    parser.add_argument("--evaluator", type=Path, default=EXPORTED_DIR / "evaluator.pt", help="evaluator file")
     parser.add_argument("--seeds", type=int, default=5, help="noise seeds 0..S-1")
     args = parser.parse_args()
     evaluator = load_evaluator(args.evaluator)

@@ -1,3 +1,21 @@
-"""cgan-export: exportable conditional GAN generators for i-CLEVR."""
+"""cgan-export: exportable conditional GAN generators for i-CLEVR.
+
+``from cgan_export import Generator``: see :class:`cgan_export.api.Generator`.
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["CganError", "Generator", "__version__"]
+
+
+def __getattr__(name: str):
+    """``Generator`` and ``CganError`` on first use, so ``import cgan_export`` itself stays light."""
+    if name == "Generator":
+        from .api import Generator
+
+        return Generator
+    if name == "CganError":
+        from .errors import CganError
+
+        return CganError
+    raise AttributeError(f"module 'cgan_export' has no attribute {name!r}")

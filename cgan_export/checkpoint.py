@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
+from .contract import FORMAT_VERSION, make_noise  # noqa: F401  (make_noise: the one noise stream, re-exported)
 from .errors import ModelFileError
 from .io import atomic_path
-from .networks import GENERATORS, build_generator, generator_config
+from .networks import GENERATORS, build_generator, fold_batchnorms, generator_config
 from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 
 GENERATOR_KIND = "cgan-export/generator"
-
-
-def make_noise(n: int, z_dim: int, seed: int) -> np.ndarray:
-    """The noise every backend uses for ``seed``: float32 standard normal ``[n, z_dim]``."""
-    return np.random.default_rng(seed).standard_normal((n, z_dim), dtype=np.float32)
 
 
 def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict | None = None,
@@ -28,6 +25,7 @@ def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict |
     """The content of a generator checkpoint (what ``export`` accepts)."""
     return {
         "kind": GENERATOR_KIND,
+        "format_version": FORMAT_VERSION,
         "architecture": net.architecture,
         "config": generator_config(net),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
@@ -87,6 +85,24 @@ def load_generator(path: Path) -> tuple[nn.Module, dict]:
     return net.eval(), info
 
 
-def checkpoint_vocabulary(info: dict) -> Vocabulary:
-    """The vocabulary stored in a checkpoint's info."""
-    return Vocabulary.from_mapping(info["vocabulary"], info.get("max_objects", DEFAULT_MAX_OBJECTS))
+def weights_sha256(net: nn.Module) -> str:
+    """sha256 over the state_dict's names and raw bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def prepare_for_inference(net: nn.Module) -> nn.Module:
+    """A copy in eval mode with parametrizations (spectral norm, ...) removed, BatchNorm folded and the
+    conditional norms' projections fused into one matmul where the network offers it: the weights every
+    artifact carries (and hashes in its metadata)."""
+    net = copy.deepcopy(net).cpu().float().eval()
+    for module in list(net.modules()):
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name)
+        if hasattr(module, "fuse_affines"):
+            module.fuse_affines()
+    return fold_batchnorms(net).requires_grad_(False)

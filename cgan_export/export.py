@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import io
 import json
@@ -16,14 +15,14 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from . import __version__
-from .checkpoint import load_generator
+from .checkpoint import load_generator, prepare_for_inference, weights_sha256
+from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, make_noise
 from .errors import CganError
 from .io import atomic_path, write_json
-from .networks import fold_batchnorms, narrow_convs_as_transposed
-from .runtime import METADATA_KEY, TS_METADATA_FILE, OnnxSession, cuda_usable
+from .networks import narrow_convs_as_transposed
+from .runtime import OnnxSession, cuda_usable
 
 OPSET = 18
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -44,51 +43,6 @@ class ExportFormat:
     export: Callable[[nn.Module, dict, Path], None]
     run: Callable[[Path, np.ndarray, np.ndarray], np.ndarray]
     precision: str = "fp32"
-
-
-def prepare_for_inference(net: nn.Module) -> nn.Module:
-    """A copy in eval mode with parametrizations (spectral norm, ...) removed, BatchNorm folded and the
-    conditional norms' projections fused into one matmul where the network offers it."""
-    net = copy.deepcopy(net).cpu().float().eval()
-    for module in list(net.modules()):
-        if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
-                parametrize.remove_parametrizations(module, name)
-        if hasattr(module, "fuse_affines"):
-            module.fuse_affines()
-    return fold_batchnorms(net).requires_grad_(False)
-
-
-def weights_sha256(net: nn.Module) -> str:
-    """sha256 over the state_dict's names and raw bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def build_metadata(net: nn.Module, info: dict) -> dict:
-    """The one metadata dict embedded in every artifact and written beside them."""
-    num_classes = len(info["vocabulary"])
-    return {
-        "format_version": 1,
-        "package_version": __version__,
-        "architecture": info["architecture"],
-        "config": info["config"],
-        "vocabulary": info["vocabulary"],
-        "max_objects": int(info.get("max_objects", 3)),
-        "z_dim": int(info["z_dim"]),
-        "num_classes": num_classes,
-        "image_size": int(info["image_size"]),
-        "inputs": {"noise": ["N", int(info["z_dim"])], "condition": ["N", num_classes]},
-        "outputs": {"image": ["N", 3, int(info["image_size"]), int(info["image_size"])]},
-        "value_range": [-1.0, 1.0],
-        "metrics": info.get("metrics", {}),
-        "training": {k: v for k, v in info.get("training", {}).items() if k != "config"},
-        "weights_sha256": weights_sha256(net),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 class _Float16IO(nn.Module):
@@ -173,9 +127,9 @@ FORMATS: dict[str, ExportFormat] = {
 
 
 def parity_inputs(metadata: dict, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed random noise [B, Z] and multi-hot conditions [B, C] with 1-3 objects each."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((batch, metadata["z_dim"]), dtype=np.float32)
+    """Noise [B, Z] (the noise stream of ``seed``) and random multi-hot conditions [B, C] with 1-3 objects each."""
+    noise = make_noise(batch, metadata["z_dim"], seed)
+    rng = np.random.default_rng([seed, 1])
     condition = np.zeros((batch, metadata["num_classes"]), np.float32)
     for row in condition:
         row[rng.choice(metadata["num_classes"], size=rng.integers(1, metadata["max_objects"] + 1), replace=False)] = 1
@@ -203,7 +157,7 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
     """Export ``checkpoint`` to each format in ``formats``, check parity, write ``manifest.json``; return it."""
     eager, info = load_generator(checkpoint)
     prepared = prepare_for_inference(eager)
-    metadata = build_metadata(prepared, info)
+    metadata = build_metadata(info, weights_sha256(prepared))
     out = Path(out)
     manifest = {"metadata": metadata, "files": {}}
     manifest_path = out / "manifest.json"

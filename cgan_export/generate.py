@@ -1,18 +1,30 @@
-"""``generate``: conditions in, PNG files and a captioned grid out."""
+"""``generate``: conditions in, files out: one PNG per sample (and a captioned grid), or ``.npz`` shards.
+
+Inference and writing overlap: each batch's images go to a pool of writer threads (PNG encoding and
+zlib release the GIL) through a bounded queue, so memory stays bounded for any ``n``.  Every file is
+written atomically, so Ctrl-C or a full disk leaves no half-written file.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
+
+from .api import Batch, Generator
 from .errors import CganError, VocabularyError
 from .images import save_grid, save_png, slug
-from .io import ensure_writable_dir
-from .runtime import generate, metadata_vocabulary, open_backend
+from .io import atomic_path, ensure_writable_dir
 from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
+FORMATS = ("png", "npz")
+SHARD_IMAGES = 10_000  # images per .npz shard
 
 
 def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None) -> list[list[str]]:
@@ -26,30 +38,98 @@ def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None)
     return [list(objects)]
 
 
+class BoundedWriter:
+    """Run write jobs on ``workers`` threads with at most ``depth`` jobs queued; the first failure is re-raised."""
+
+    def __init__(self, workers: int, depth: int):
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.pending: deque[Future] = deque()
+        self.depth = depth
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job``, first waiting for the oldest jobs while the queue is full."""
+        while len(self.pending) >= self.depth:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(job))
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the queued jobs (or drop those not started, with ``cancel``), re-raising the first failure."""
+        try:
+            while self.pending:
+                future = self.pending.popleft()
+                if cancel:
+                    future.cancel()
+                else:
+                    future.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+def _png_job(batch: Batch, names: list[str], out: Path, scale: int) -> Callable[[], None]:
+    def job() -> None:
+        for image, name in zip(batch.images, names):
+            save_png(image, out / name, scale)
+    return job
+
+
+def _npz_job(images: np.ndarray, multi_hot: np.ndarray, condition_index: np.ndarray, sample_index: np.ndarray,
+             seed: int, start: int, path: Path) -> Callable[[], None]:
+    def job() -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, images=images, conditions=multi_hot[condition_index], condition_index=condition_index,
+                         sample_index=sample_index, noise_row=np.arange(start, start + len(images)), seed=np.array(seed))
+    return job
+
+
 def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path, model: Path | None = None,
                        backend: str = "onnx", device: str = "auto", scale: int = 4, batch_size: int = 256,
-                       grid: bool = True) -> dict:
-    """Validate everything, then write one PNG per sample and (for small requests) a captioned grid."""
-    runner = open_backend(model, backend, device)
-    vocab = metadata_vocabulary(runner.metadata)
-    canonical = [[vocab.names[i] for i in vocab.parse(c)] for c in conditions]  # validates before any write
+                       grid: bool = True, file_format: str = "png", workers: int = 0) -> dict:
+    """Validate everything, then write one PNG per sample (and, for small requests, a captioned grid) or
+    ``.npz`` shards (``images`` uint8 [B, H, W, 3], ``conditions`` [B, C], ``condition_index``, ``sample_index``,
+    ``noise_row`` and ``seed``: image k of a run is row k of the seed's noise stream)."""
+    if file_format not in FORMATS:
+        raise CganError(f"unknown output format {file_format!r}; choose one of {', '.join(FORMATS)}")
+    gen = Generator.load(model, backend, device)
+    canonical = gen.conditions(conditions)  # validates every name before any write
+    multi_hot = gen.vocabulary.encode_batch(canonical)  # [C, num_classes]
     out = ensure_writable_dir(Path(out))
-    kept, captions = [], []
-    start = time.time()
-    count = 0
-    for sample in generate(runner, canonical, n=n, seed=seed, batch_size=batch_size):
-        name = f"{slug(canonical[sample.condition_index])}_{sample.sample_index:03d}.png"
-        if len(conditions) > 1:
-            name = f"{sample.condition_index:03d}_{name}"
-        save_png(sample.image, out / name, scale)
-        count += 1
-        if grid and len(kept) < MAX_GRID_IMAGES:
-            kept.append(sample.image)
-            captions.append(", ".join(canonical[sample.condition_index]))
+    writer = BoundedWriter(workers or max(1, len(os.sched_getaffinity(0))), depth=4)
+    kept, captions, count, start = [], [], 0, time.time()
+    shard: list[Batch] = []
+    try:
+        for batch in gen.batches(multi_hot, n, seed, batch_size if file_format == "png" else max(batch_size, 256)):
+            count += len(batch.images)
+            if file_format == "npz":
+                shard.append(batch)
+                if sum(len(b.images) for b in shard) >= SHARD_IMAGES:
+                    writer.submit(_shard_job(shard, multi_hot, seed, out)), shard.clear()
+                continue
+            names = [f"{slug(canonical[c])}_{i:03d}.png" for c, i in zip(batch.condition_index, batch.sample_index)]
+            if len(conditions) > 1:
+                names = [f"{c:03d}_{name}" for c, name in zip(batch.condition_index, names)]
+            writer.submit(_png_job(batch, names, out, scale))
+            if grid and len(kept) < MAX_GRID_IMAGES:
+                take = batch.images[:MAX_GRID_IMAGES - len(kept)]
+                kept.extend(take)
+                captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
+        if shard:
+            writer.submit(_shard_job(shard, multi_hot, seed, out))
+        writer.close()
+    except BaseException:
+        writer.close(cancel=True)  # jobs already running finish their files; queued ones are dropped
+        raise
     elapsed = time.time() - start
     grid_path = None
-    if grid and kept:
+    if grid and kept and file_format == "png":
         columns = n if 1 < n <= 16 else 8
         grid_path = save_grid(kept, captions, out / "grid.png", columns=min(columns, len(kept)), scale=max(1, scale // 2))
     return {"images": count, "grid": grid_path, "seconds": elapsed, "images_per_second": count / max(elapsed, 1e-9),
-            "backend": backend, "device": getattr(runner, "device", "cpu")}
+            "backend": backend, "device": gen.device}
+
+
+def _shard_job(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path) -> Callable[[], None]:
+    first = shard[0].start
+    return _npz_job(np.concatenate([b.images for b in shard]), multi_hot,
+                    np.concatenate([b.condition_index for b in shard]), np.concatenate([b.sample_index for b in shard]),
+                    seed, first, out / f"images-{first:09d}.npz")

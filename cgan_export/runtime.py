@@ -5,29 +5,25 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
-import json
 import os
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
+from .contract import METADATA_KEY, build_metadata, TS_METADATA_FILE, metadata_vocabulary, noise_stream, parse_metadata  # noqa: F401
 from .errors import CganError, ModelFileError
-from .vocabulary import Vocabulary
+from .paths import EXPORTED_DIR
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-EXPORTED_DIR = PACKAGE_ROOT / "exported"
 DEFAULT_MODELS = {
     "onnx": EXPORTED_DIR / "generator.onnx",
     "torchscript": EXPORTED_DIR / "generator.torchscript.pt",
     "torch": EXPORTED_DIR / "generator.pt",
 }
 DEVICES = ("auto", "cuda", "cpu")
-METADATA_KEY = "cgan_export"  # the ONNX metadata_props key of the artifact's metadata JSON
-TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the same JSON
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
@@ -104,19 +100,6 @@ def _require_file(path: Path) -> Path:
     return path
 
 
-def _parse_metadata(raw: str | None, path: Path) -> dict:
-    if not raw:
-        raise ModelFileError(f"{path} carries no cgan-export metadata (re-export it with: python cli.py export)")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ModelFileError(f"{path}: its metadata is not valid JSON") from None
-    missing = {"vocabulary", "z_dim", "image_size"} - set(meta)
-    if missing:
-        raise ModelFileError(f"{path}: metadata lacks {sorted(missing)}")
-    return meta
-
-
 class OnnxSession:
     """An ONNX Runtime session with checked providers, deliberate options, dtype casting and CUDA IO binding.
 
@@ -178,7 +161,7 @@ class OnnxSession:
     @property
     def metadata(self) -> dict:
         """The embedded cgan-export metadata."""
-        return _parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), self.path)
+        return parse_metadata(self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), self.path)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         """``image`` float32 [N, 3, H, W] for ``noise`` [N, Z] and ``condition`` [N, C]."""
@@ -285,7 +268,7 @@ class TorchScriptBackend:
         except Exception as exc:
             raise ModelFileError(f"cannot load TorchScript model {path}: {str(exc).splitlines()[0][:200]}") from None
         raw = extra[TS_METADATA_FILE]
-        self.metadata = _parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
+        self.metadata = parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         import torch
@@ -301,13 +284,12 @@ class TorchBackend:
     def __init__(self, path: Path, device: str = "auto"):
         import torch
 
-        from .checkpoint import load_generator
-        from .export import build_metadata
+        from .checkpoint import load_generator, prepare_for_inference, weights_sha256
 
         self.net, info = load_generator(_require_file(path))
         self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"
+        self.metadata = build_metadata(info, weights_sha256(prepare_for_inference(self.net)))  # as the exports say
         self.net = self.net.to(self.device)
-        self.metadata = build_metadata(self.net, info)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         import torch
@@ -327,40 +309,6 @@ def open_backend(model: Path | None = None, backend: str = "onnx", device: str =
     return BACKENDS[backend](Path(model) if model else DEFAULT_MODELS[backend], device)
 
 
-def metadata_vocabulary(metadata: dict) -> Vocabulary:
-    """The vocabulary embedded in an artifact's metadata."""
-    return Vocabulary.from_mapping(metadata["vocabulary"], int(metadata.get("max_objects", 3)))
-
-
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """float [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3]."""
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One generated image and where it came from."""
-
-    condition_index: int
-    sample_index: int
-    image: np.ndarray  # uint8 [H, W, 3]
-
-
-def generate(backend: Backend, conditions: Sequence[Sequence[str]], n: int = 1, seed: int = 0,
-             batch_size: int = 256) -> Iterator[Sample]:
-    """``n`` images per condition, in chunks of ``batch_size`` (bounded memory for any ``n``).
-
-    Sample ``k`` (condition-major order) always gets row ``k`` of the noise stream of ``seed``,
-    so every backend and every batch size draws the same images.
-    """
-    vocab = metadata_vocabulary(backend.metadata)
-    multi_hot = vocab.encode_batch(conditions)  # [C, 24]; validates every name first
-    z_dim = int(backend.metadata["z_dim"])
-    rng = np.random.default_rng(seed)
-    total = len(conditions) * n
-    for start in range(0, total, batch_size):
-        rows = np.arange(start, min(start + batch_size, total))
-        noise = rng.standard_normal((len(rows), z_dim), dtype=np.float32)  # [B, Z]
-        images = to_uint8(backend.run(noise, multi_hot[rows // n]))  # [B, H, W, 3]
-        for row, image in zip(rows, images):
-            yield Sample(int(row // n), int(row % n), image)

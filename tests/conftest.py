@@ -32,10 +32,11 @@ def vocabulary() -> Vocabulary:
     return Vocabulary.from_mapping(OBJECTS)
 
 
-def write_fixture(root: Path, scenes: int = 8, size: int = 64, seed: int = 0) -> Path:
-    """An i-CLEVR-layout folder: ``scenes`` scenes x 3 steps of coloured squares, plus condition files."""
+def write_fixture(root: Path, scenes: int = 8, size: int = 64, seed: int = 0, names: list[str] | None = None) -> Path:
+    """An i-CLEVR-layout folder: ``scenes`` scenes x 3 steps of coloured squares, plus condition files
+    (objects drawn from ``names``, default all: a few names make object sets repeat)."""
     rng = np.random.default_rng(seed)
-    names = list(OBJECTS)
+    names = names or list(OBJECTS)
     (root / "images").mkdir(parents=True)
     annotations = {}
     for scene in range(scenes):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cgan_export.runtime import generate, open_backend
+from cgan_export import Generator
 from cli import app
 
 runner = CliRunner()
@@ -37,8 +37,8 @@ def test_same_seed_same_images_on_every_backend(exported_best):
     models = {"onnx": "generator.onnx", "torchscript": "generator.torchscript.pt", "torch": "generator.pt"}
     images = {}
     for backend, file_name in models.items():
-        gen = open_backend(exported_best / file_name, backend, "cpu")
-        images[backend] = np.stack([s.image for s in generate(gen, [["red cube"], ["blue sphere", "gray cube"]], n=5, seed=7, batch_size=3)])
+        gen = Generator.load(exported_best / file_name, backend, "cpu")
+        images[backend] = gen.generate([["red cube"], ["blue sphere", "gray cube"]], n=5, seed=7, batch_size=3)
     for backend in ("torchscript", "torch"):
         assert np.abs(images[backend].astype(int) - images["onnx"].astype(int)).max() <= 1
 
@@ -63,9 +63,9 @@ def test_onnx_generation_on_cpu_never_imports_torch(exported_best, tmp_path):
 
 
 def test_chunking_does_not_change_the_images(exported_best):
-    gen = open_backend(exported_best / "generator.onnx", "onnx", "cpu")
-    one = np.stack([s.image for s in generate(gen, [["red cube"]], n=10, seed=3, batch_size=10)])
-    chunked = np.stack([s.image for s in generate(gen, [["red cube"]], n=10, seed=3, batch_size=4)])
+    gen = Generator.load(exported_best / "generator.onnx", "onnx", "cpu")
+    one = gen.generate([["red cube"]], n=10, seed=3, batch_size=10)
+    chunked = gen.generate([["red cube"]], n=10, seed=3, batch_size=4)
     np.testing.assert_array_equal(one, chunked)
 
 
@@ -158,7 +158,7 @@ def test_evaluate_reports_mean_and_std(exported_best, random_evaluator, data_roo
     assert "test.json" in text and "new_test.json" in text and "±" in text
     import json
 
-    result = json.loads(report.read_text())["results"]["test.json"]
+    result = json.loads(report.read_text())["models"][str(exported_best / "generator.onnx")]["accuracy"]["test.json"]
     assert len(result["per_seed"]) == 2 and 0 <= result["mean"] <= 1 and result["per_object"]
 
 
@@ -181,6 +181,96 @@ def test_evaluate_first_seed_scores_the_seeds_it_names(exported_best, random_eva
                           "--first-seed", first, "--evaluator", random_evaluator, "--report", reports[first])
         assert code == 0, text
         assert f"over seeds {first}-{first + 1}" in text
-    seeds_01 = json.loads(reports[0].read_text())["results"]["test.json"]["per_seed"]
-    seeds_12 = json.loads(reports[1].read_text())["results"]["test.json"]["per_seed"]
+    seeds_01 = json.loads(reports[0].read_text())["models"][str(exported_best / "generator.onnx")]["accuracy"]["test.json"]["per_seed"]
+    seeds_12 = json.loads(reports[1].read_text())["models"][str(exported_best / "generator.onnx")]["accuracy"]["test.json"]["per_seed"]
     assert seeds_01[1] == seeds_12[0]  # seed 1 scores the same in both runs
+
+
+def test_python_api_generates_uint8_images_in_condition_major_order(exported_best):
+    g = Generator.load(exported_best / "generator.onnx", device="cpu")
+    one = g.generate(["red cube", "blue cylinder"], n=3, seed=0)
+    assert one.dtype == np.uint8 and one.shape == (3, 64, 64, 3)
+    many = g.generate([["red cube", "blue cylinder"], ["green sphere"]], n=3, seed=0)
+    np.testing.assert_array_equal(many[:3], one)  # the first condition's images, then the second's
+    assert g.generate("green sphere", n=1).shape == (1, 64, 64, 3)
+    assert "red cube" in g.vocabulary.names and g.metadata["z_dim"] == 16 and g.device == "cpu"
+
+
+@pytest.mark.parametrize("bad, message", [(["pink cube"], "did you mean"), (["red cube", "red cube"], "duplicate"),
+                                          ([], "no condition")])
+def test_python_api_raises_the_cli_errors(exported_best, bad, message):
+    from cgan_export import CganError
+
+    with pytest.raises(CganError, match=message):
+        Generator.load(exported_best / "generator.onnx", device="cpu").generate(bad, n=1)
+
+
+def test_a_missing_model_is_a_model_file_error_in_the_api(tmp_path):
+    from cgan_export.errors import ModelFileError
+
+    with pytest.raises(ModelFileError, match="does not exist"):
+        Generator.load(tmp_path / "none.onnx")
+
+
+def test_npz_output_holds_images_conditions_and_noise_rows_matching_the_api(exported_best, tmp_path):
+    out = tmp_path / "npz"
+    code, text = _cli("generate", "red cube", "-n", 5, "--format", "npz", "--out", out, "--model", exported_best / "generator.onnx")
+    assert code == 0, text
+    shards = sorted(out.glob("*.npz"))
+    assert [p.name for p in shards] == ["images-000000000.npz"]
+    data = np.load(shards[0])
+    np.testing.assert_array_equal(data["images"], Generator.load(exported_best / "generator.onnx", device="cpu").generate("red cube", n=5))
+    assert data["conditions"].shape == (5, 24) and list(data["noise_row"]) == [0, 1, 2, 3, 4] and int(data["seed"]) == 0
+
+
+def test_bulk_png_files_match_the_api_images(exported_best, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "bulk"
+    code, text = _cli("generate", "gray cube", "-n", 40, "--scale", 1, "--batch-size", 7, "--workers", 3, "--out", out,
+                      "--model", exported_best / "generator.onnx", "--no-grid")
+    assert code == 0, text
+    expected = Generator.load(exported_best / "generator.onnx", device="cpu").generate("gray cube", n=40)
+    for i in (0, 6, 7, 39):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"gray-cube_{i:03d}.png")), expected[i])
+    assert len(list(out.iterdir())) == 40
+
+
+def test_a_full_disk_during_generate_is_one_error_line_and_no_partial_file(exported_best, tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    calls = {"n": 0}
+    real_save = Image.Image.save
+
+    def failing_save(self, fp, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    out = tmp_path / "full"
+    code, text = _cli("generate", "red cube", "-n", 64, "--out", out, "--model", exported_best / "generator.onnx", "--workers", 1)
+    _assert_clean_failure(code, text, "No space left on device")
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+    assert len(list(out.iterdir())) == 4  # the files written before the disk filled are whole
+
+
+def test_evaluate_prints_the_scorecard_beside_the_real_data(exported_best, random_evaluator, tmp_path, monkeypatch):
+    import json
+
+    from tests.conftest import write_fixture
+
+    monkeypatch.setenv("CGAN_EXPORT_CACHE", str(tmp_path / "cache"))
+    data = write_fixture(tmp_path / "repeats", scenes=48, names=["red cube", "blue sphere", "green cylinder"])
+    report = tmp_path / "r.json"
+    code, text = _cli("evaluate", "--model", exported_best / "generator.onnx", "--data", data, "--seeds", 2,
+                      "--evaluator", random_evaluator, "--report", report)
+    assert code == 0, text
+    assert "| real data | - | - | 1.000 |" in text and "diversity (real 1.0)" in text
+    saved = json.loads(report.read_text())
+    card = saved["models"][str(exported_best / "generator.onnx")]["scorecard"]
+    assert card["diversity_sets"] == 7 and 0 <= card["precision"] <= 1 and card["frechet_floor"] > 0
+    assert saved["real data"]["diversity"] == 1.0 and "selection_rule" in saved

@@ -1,0 +1,83 @@
+"""End-to-end bulk generation against the model's own batch throughput, side by side in one run.
+
+    python benchmarks/bulk_generate.py --conditions ../shared/iclevr/test.json -n 300 --rounds 3
+
+Each round times, in turn: the model alone (``Generator.batches``, images kept in memory and dropped),
+``generate`` writing one PNG per image (``--scale 1``), and ``generate --format npz``.  Prints images/s
+and the ratio of each end-to-end path to the model alone (median over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import sys  # noqa: E402
+from pathlib import Path as _Path  # noqa: E402
+
+sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
+
+import numpy as np
+
+from cgan_export import Generator
+from cgan_export.generate import generate_to_folder
+from cgan_export.vocabulary import read_condition_file
+from training.data import resolve_data_root
+
+
+def model_alone(gen: Generator, conditions: list[list[str]], n: int, batch_size: int) -> float:
+    """Seconds for the model to draw every image (uint8 conversion included, nothing written)."""
+    multi_hot = gen.encode(conditions)
+    start = time.perf_counter()
+    for _ in gen.batches(multi_hot, n, seed=0, batch_size=batch_size):
+        pass
+    return time.perf_counter() - start
+
+
+def end_to_end(conditions: list[list[str]], n: int, batch_size: int, file_format: str, model: Path | None,
+               parent: Path) -> float:
+    """Seconds for ``generate`` to write every image into a fresh temporary folder under ``parent``."""
+    folder = Path(tempfile.mkdtemp(prefix=".bulk-", dir=parent))
+    try:
+        start = time.perf_counter()
+        generate_to_folder(conditions, n=n, seed=0, out=folder, model=model, scale=1, batch_size=batch_size,
+                           grid=False, file_format=file_format)
+        return time.perf_counter() - start
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conditions", type=Path, default=resolve_data_root() / "test.json", help="lab-format condition file")
+    parser.add_argument("-n", type=int, default=300, help="images per condition")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per inference batch")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (median reported)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
+    parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the temporary output folders go "
+                        "(the file system matters: creating small files costs 20x more in some /tmp mounts)")
+    args = parser.parse_args()
+    conditions = read_condition_file(args.conditions)
+    total = len(conditions) * args.n
+    gen = Generator.load(args.model, device="cpu")
+    times: dict[str, list[float]] = {"model alone": [], "generate, PNG files": [], "generate, npz shards": []}
+    model_alone(gen, conditions[:1], 64, args.batch_size)  # warm-up
+    for _ in range(args.rounds):
+        times["model alone"].append(model_alone(gen, conditions, args.n, args.batch_size))
+        times["generate, PNG files"].append(end_to_end(conditions, args.n, args.batch_size, "png", args.model, args.dir))
+        times["generate, npz shards"].append(end_to_end(conditions, args.n, args.batch_size, "npz", args.model, args.dir))
+    base = float(np.median(times["model alone"]))
+    print(f"{total} images ({len(conditions)} conditions x {args.n}) into {args.dir}, batch {args.batch_size}, "
+          f"median of {args.rounds} rounds, paths alternating within each round")
+    print("| path | images/s | x model alone |")
+    print("|---|---|---|")
+    for name, values in times.items():
+        t = float(np.median(values))
+        print(f"| {name} | {total / t:.0f} | {base / t:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The Python API: ``Generator.load()`` opens a model, ``generate`` turns conditions into uint8 images.
+
+    from cgan_export import Generator
+
+    g = Generator.load()                                   # the shipped ONNX model, CUDA when usable
+    images = g.generate(["red cube", "blue cylinder"], n=8, seed=0)   # uint8 [8, 64, 64, 3]
+    many = g.generate([["red cube"], ["green sphere", "gray cylinder"]], n=4)   # [8, 64, 64, 3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import numpy as np
+
+from .errors import VocabularyError
+from .runtime import Backend, metadata_vocabulary, noise_stream, open_backend, to_uint8
+from .vocabulary import Vocabulary
+
+Conditions = Union[str, Sequence[str], Sequence[Sequence[str]]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A chunk of generated images in condition-major order: sample ``k`` is image ``n * c + i``."""
+
+    start: int  # index of the first sample
+    condition_index: np.ndarray  # [B] which condition each image was drawn for
+    sample_index: np.ndarray  # [B] its number among that condition's n samples
+    images: np.ndarray  # uint8 [B, H, W, 3]
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A loaded generator model (ONNX, TorchScript or a checkpoint) and its vocabulary."""
+
+    backend: Backend
+    vocabulary: Vocabulary
+    metadata: dict
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, backend: str = "onnx", device: str = "auto") -> "Generator":
+        """Open ``path`` (default: the shipped model for ``backend``: onnx, torchscript or torch) on ``device``
+        (auto, cuda or cpu).  A missing or corrupt file is a :class:`~cgan_export.errors.ModelFileError`."""
+        runner = open_backend(Path(path) if path is not None else None, backend, device)
+        return cls(runner, metadata_vocabulary(runner.metadata), runner.metadata)
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: ``cuda`` or ``cpu``."""
+        return getattr(self.backend, "device", "cpu")
+
+    def conditions(self, conditions: Conditions) -> list[list[str]]:
+        """Canonical object names per condition; one name or a list of names is one condition.  Unknown names,
+        repeats and too many objects are a :class:`~cgan_export.errors.VocabularyError`."""
+        if isinstance(conditions, str):
+            conditions = [conditions]
+        conditions = list(conditions)
+        if not conditions:
+            raise VocabularyError("no condition given: e.g. generate(['red cube', 'blue cylinder'])")
+        if all(isinstance(c, str) for c in conditions):
+            conditions = [conditions]
+        return [[self.vocabulary.names[i] for i in self.vocabulary.parse(c)] for c in conditions]
+
+    def encode(self, conditions: Conditions) -> np.ndarray:
+        """Multi-hot float32 [C, num_classes] of ``conditions`` (validated once, here)."""
+        return self.vocabulary.encode_batch(self.conditions(conditions))
+
+    def batches(self, multi_hot: np.ndarray, n: int = 8, seed: int = 0, batch_size: int = 256) -> Iterator[Batch]:
+        """``n`` images per row of ``multi_hot`` [C, num_classes], in chunks of ``batch_size`` (bounded memory).
+
+        Sample ``k`` always gets row ``k`` of the noise stream of ``seed``, so every backend and every batch
+        size draws the same images.
+        """
+        if n < 1 or batch_size < 1:
+            raise VocabularyError(f"n and batch_size must be positive (got n={n}, batch_size={batch_size})")
+        total = len(multi_hot) * n
+        noise = noise_stream(seed, int(self.metadata["z_dim"]))
+        for start in range(0, total, batch_size):
+            rows = np.arange(start, min(start + batch_size, total))
+            images = to_uint8(self.backend.run(noise(len(rows)), multi_hot[rows // n]))  # [B, H, W, 3]
+            yield Batch(start, rows // n, rows % n, images)
+
+    def generate(self, conditions: Conditions, n: int = 8, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+        """uint8 images [len(conditions) * n, H, W, 3], condition-major, for one condition (a name or a list of
+        names) or a list of conditions."""
+        multi_hot = self.encode(conditions)
+        return np.concatenate([b.images for b in self.batches(multi_hot, n, seed, batch_size)])

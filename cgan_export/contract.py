@@ -1,0 +1,78 @@
+"""The artifact contract, torch-free: the metadata every artifact embeds, and the noise every backend draws.
+
+Inputs ``noise`` [N, Z] and ``condition`` [N, C]; output ``image`` [N, 3, H, W] in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelFileError
+from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
+
+FORMAT_VERSION = 1  # of the metadata and of generator checkpoints
+METADATA_KEY = "cgan_export"  # the ONNX metadata_props key of the artifact's metadata JSON
+TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the same JSON
+
+
+def build_metadata(info: dict, weights_sha256: str) -> dict:
+    """The one metadata dict embedded in every artifact, from a checkpoint's info and its inference weights' hash."""
+    num_classes = len(info["vocabulary"])
+    z_dim, size = int(info["z_dim"]), int(info["image_size"])
+    return {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "architecture": info["architecture"],
+        "config": info["config"],
+        "vocabulary": info["vocabulary"],
+        "max_objects": int(info.get("max_objects", DEFAULT_MAX_OBJECTS)),
+        "z_dim": z_dim,
+        "num_classes": num_classes,
+        "image_size": size,
+        "inputs": {"noise": ["N", z_dim], "condition": ["N", num_classes]},
+        "outputs": {"image": ["N", 3, size, size]},
+        "value_range": [-1.0, 1.0],
+        "metrics": info.get("metrics", {}),
+        "training": {k: v for k, v in info.get("training", {}).items() if k != "config"},
+        "weights_sha256": weights_sha256,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def parse_metadata(raw: str | bytes | None, path: Path) -> dict:
+    """The metadata JSON embedded in an artifact; missing or malformed metadata is a :class:`ModelFileError`."""
+    if not raw:
+        raise ModelFileError(f"{path} carries no cgan-export metadata (re-export it with: python cli.py export)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path}: its metadata is not valid JSON") from None
+    missing = {"vocabulary", "z_dim", "image_size"} - set(meta)
+    if missing:
+        raise ModelFileError(f"{path}: metadata lacks {sorted(missing)}")
+    return meta
+
+
+def metadata_vocabulary(metadata: dict) -> Vocabulary:
+    """The vocabulary embedded in an artifact's metadata."""
+    return Vocabulary.from_mapping(metadata["vocabulary"], int(metadata.get("max_objects", DEFAULT_MAX_OBJECTS)))
+
+
+def noise_stream(seed: int, z_dim: int) -> Callable[[int], np.ndarray]:
+    """Draw the next rows of the noise stream of ``seed``: ``draw(k)`` -> float32 standard normal [k, z_dim].
+
+    Drawing in chunks gives the same rows as one draw, so any batch size sees the same noise.
+    """
+    rng = np.random.default_rng(seed)
+    return lambda rows: rng.standard_normal((rows, z_dim), dtype=np.float32)
+
+
+def make_noise(n: int, z_dim: int, seed: int) -> np.ndarray:
+    """The first ``n`` rows of the noise stream of ``seed``: float32 [n, z_dim]."""
+    return noise_stream(seed, z_dim)(n)
