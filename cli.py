@@ -233,6 +233,31 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    model: Annotated[Optional[Path], typer.Option(help="ONNX model file (default: the shipped one).")] = None,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device.auto,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most images gathered into one model call.")] = 64,
+    wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request of a batch waits for others.")] = 5.0,
+) -> None:
+    """HTTP server: GET / (web page), /health, /metadata, /grid.png; POST /generate; concurrent requests micro-batched."""
+    import uvicorn
+
+    from cgan_export import Generator
+    from cgan_export.server import create_app
+
+    generator = Generator.load(model, "onnx", device.value)
+    app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms)
+    typer.echo(f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops")
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    except OSError as exc:
+        raise CganError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@app.command()
+@friendly_errors
 def bench(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,64,256",
     checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (eager reference).")] = EXPORTED / "generator.pt",

@@ -1,0 +1,193 @@
+"""``cli.py serve``: an HTTP generation server (FastAPI) with micro-batching and a web page.
+
+Concurrent requests are gathered, within ``wait_ms`` and up to ``max_batch`` images, into one model call;
+each request gets exactly the images ``Generator.generate(objects, n, seed)`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from .api import Generator
+from .contract import make_noise
+from .errors import CganError
+from .images import captioned_grid, png_bytes
+from .runtime import to_uint8
+
+MAX_N = 64  # images per request
+MAX_BODY = 16 * 1024  # bytes of a request body
+
+
+@dataclass
+class _Job:
+    noise: np.ndarray  # [n, Z]
+    condition: np.ndarray  # [n, C]
+    done: asyncio.Future
+
+
+@dataclass
+class MicroBatcher:
+    """Gathers concurrent requests into one model call: up to ``max_batch`` images, waiting at most ``wait_s``."""
+
+    generator: Generator
+    max_batch: int = 64
+    wait_s: float = 0.005
+    batches: int = 0  # model calls so far
+    images: int = 0  # images generated so far
+    waiting: int = 0  # requests submitted and not yet answered
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+
+    async def images_for(self, condition: np.ndarray, n: int, seed: int) -> np.ndarray:
+        """uint8 [n, H, W, 3] for one multi-hot ``condition`` [C]: rows 0..n-1 of the noise stream of ``seed``."""
+        job = _Job(make_noise(n, int(self.generator.metadata["z_dim"]), seed), np.repeat(condition[None], n, axis=0),
+                   asyncio.get_running_loop().create_future())
+        self.waiting += 1
+        try:
+            await self.queue.put(job)
+            return await job.done
+        finally:
+            self.waiting -= 1
+
+    async def serve_forever(self) -> None:
+        """Take the first waiting job, gather more until the batch is full, every request in flight has joined
+        (a lone request does not wait) or the window closes; run; split the images among the requests."""
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            deadline = loop.time() + self.wait_s
+            while (sum(len(j.noise) for j in jobs) < self.max_batch and (len(jobs) < self.waiting or not self.queue.empty())
+                   and (left := deadline - loop.time()) > 0):
+                try:
+                    jobs.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            await self._run(jobs, loop)
+
+    async def _run(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        noise = np.concatenate([j.noise for j in jobs])  # [B, Z]
+        condition = np.concatenate([j.condition for j in jobs])  # [B, C]
+        try:
+            images = to_uint8(await loop.run_in_executor(self.pool, self.generator.backend.run, noise, condition))
+        except Exception as exc:  # the model failed: every waiting request hears it
+            for job in jobs:
+                job.done.set_exception(exc)
+            return
+        self.batches, self.images = self.batches + 1, self.images + len(images)
+        for job, part in zip(jobs, np.split(images, np.cumsum([len(j.noise) for j in jobs])[:-1])):
+            if not job.done.cancelled():
+                job.done.set_result(part)
+
+
+class BadRequest(CganError):
+    """A request the server refuses with a 4xx status."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _parse_request(objects: object, n: object, seed: object) -> tuple[list[str], int, int]:
+    if not isinstance(objects, list) or not all(isinstance(o, str) for o in objects):
+        raise BadRequest('"objects" must be a list of object names, e.g. ["red cube", "blue cylinder"]', 422)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+        raise BadRequest(f'"n" must be an integer from 1 to {MAX_N}', 422)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+        raise BadRequest('"seed" must be a non-negative integer', 422)
+    return objects, n, seed
+
+
+def _base64_pngs(images: np.ndarray) -> list[str]:
+    return [base64.b64encode(png_bytes(im)).decode() for im in images]
+
+
+def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0) -> FastAPI:
+    """The FastAPI app serving ``generator``."""
+    batcher = MicroBatcher(generator, max_batch, wait_ms / 1000)
+    encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (zlib releases the GIL)
+    sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest() if model_path and model_path.is_file() else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(batcher.serve_forever())
+        yield
+        task.cancel()
+        batcher.pool.shutdown(wait=True)
+        encoders.shutdown(wait=True)
+
+    app = FastAPI(title="cgan-export", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.exception_handler(CganError)
+    async def refuse(request: Request, exc: CganError) -> JSONResponse:
+        return JSONResponse({"error": str(exc).splitlines()[0]}, status_code=getattr(exc, "status", 400))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
+
+    async def draw(objects: list[str], n: int, seed: int) -> tuple[list[str], np.ndarray]:
+        names = generator.conditions([objects])[0]  # VocabularyError -> 400
+        return names, await batcher.images_for(generator.vocabulary.encode(names), n, seed)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "device": generator.device, "batches": batcher.batches, "images": batcher.images}
+
+    @app.get("/metadata")
+    async def metadata() -> dict:
+        meta = generator.metadata
+        return {"vocabulary": generator.vocabulary.names, "max_objects": generator.vocabulary.max_objects,
+                "z_dim": meta["z_dim"], "image_size": meta["image_size"], "model_sha256": sha256,
+                "weights_sha256": meta.get("weights_sha256"), "max_n": MAX_N, "max_batch": max_batch}
+
+    @app.post("/generate")
+    async def generate(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise BadRequest(f"request body over {MAX_BODY} bytes", 413)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest("malformed JSON body") from None
+        if not isinstance(payload, dict):
+            raise BadRequest('the body must be a JSON object: {"objects": [...], "n": 4, "seed": 0}', 422)
+        objects, n, seed = _parse_request(payload.get("objects"), payload.get("n", 4), payload.get("seed", 0))
+        names, images = await draw(objects, n, seed)
+        pngs = await asyncio.get_running_loop().run_in_executor(encoders, _base64_pngs, images)  # off the event loop
+        return Response(json.dumps({"objects": names, "n": n, "seed": seed, "images": pngs}), media_type="application/json")
+
+    @app.get("/grid.png")
+    async def grid(objects: list[str] = Query(default=[]), n: int = 4, seed: int = 0) -> Response:
+        names, images = await draw(*_parse_request(objects, n, seed))
+        buffer = io.BytesIO()
+        captioned_grid(list(images), [", ".join(names)] * len(images), columns=min(len(images), 8), scale=2).save(buffer, "PNG")
+        return Response(buffer.getvalue(), media_type="image/png")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return (resources.files("cgan_export") / "web" / "index.html").read_text()
+
+    return app
