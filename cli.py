@@ -122,8 +122,12 @@ def train(
                                              anneal=anneal, resume=resume, init_from=init_from, guide=guide, device=device.value, threads=threads,
                                              compile=compile,
                                              show_progress=sys.stderr.isatty()))
-    typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best score {result['best_score']:.4f}; "
-               f"best checkpoint {out / 'best.pt'}")
+    if result["stopped_by"] is not None:
+        typer.echo(f"stopped at step {result['step']} ({result['minutes']:.1f} min): last.pt saved; continue with "
+                   f"--resume --out {out}")
+        return
+    typer.echo(f"done: {result['step']} steps, {result['minutes']:.1f} min, best selection value "
+               f"{result['best_score']:.4f}; best checkpoint {out / 'best.pt'}")
 
 
 @app.command()

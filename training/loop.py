@@ -7,8 +7,11 @@ needed to resume).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,7 +20,7 @@ import torch
 import torch.nn as nn
 from rich.console import Console
 
-from cgan_export.checkpoint import generator_checkpoint, make_noise, read_checkpoint
+from cgan_export.checkpoint import generator_checkpoint, make_noise
 from cgan_export.errors import CganError, ModelFileError
 from cgan_export.evaluator import load_evaluator
 from cgan_export.io import atomic_path, write_json
@@ -31,7 +34,8 @@ from .models import Models
 from .options import RunOptions, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
-from .report import append_jsonl, plot_curves, save_grid
+from .report import append_jsonl, plot_curves, read_jsonl, save_grid
+from .run_folder import RunFolderLock, load_last, save_last
 from .scoring import RunScorer
 from .steps import d_step, epoch_order, g_step, lr_factor
 
@@ -69,10 +73,14 @@ class Run:
         if options.threads:
             torch.set_num_threads(options.threads)
         self.config, self.options, self.out = config, options, Path(options.out)
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, soft_wrap=True)  # log lines stay whole in files
         self.last_path = self.out / "last.pt"
         if self.last_path.exists() and not options.resume:
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
+        self.lock = RunFolderLock(self.out)
+        if self.ddp.main:
+            self.lock.acquire()  # before anything is read or written: one run per folder
+        self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
         evaluator = load_evaluator(options.evaluator)
         self.data: ICLEVRData = load_dataset(options.data)
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
@@ -102,8 +110,8 @@ class Run:
             self.m.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 
     def _resume(self) -> None:
+        saved = load_last(self.out, self._report_fallback)  # on the CPU: RNG states must stay there
         try:
-            saved, _ = read_checkpoint(self.last_path, "run checkpoint")  # on the CPU: RNG states must stay there
             check_resume_config(saved["config"], self.config, self.out)
             self.m.load(saved["models"])
         except (KeyError, TypeError) as exc:
@@ -123,6 +131,12 @@ class Run:
         old.evaluator, old.selection_rule = self.state.evaluator, SELECTION_RULE
         self.state = old
 
+    def _report_fallback(self, message: str) -> None:
+        reached = max((r["step"] for r in read_jsonl(self.out / "metrics.jsonl")), default=None) \
+            if (self.out / "metrics.jsonl").exists() else None
+        lost = f"; metrics.jsonl had reached step {reached}" if reached is not None else ""
+        self.console.print(f"warning: {message}{lost}")
+
     # -- phase 2: train -----------------------------------------------------------------------------
     def train(self) -> dict:
         """Iterate until the budget is spent, evaluating and saving every ``eval_every`` iterations."""
@@ -136,7 +150,7 @@ class Run:
             task = progress.add_task(config.preset, total=max_steps or None, completed=state.step, info="")
             while True:
                 state.elapsed = agreed_clock(start_elapsed + time.time() - t0, self.ddp, self.device)
-                if _done(state, max_steps, self.options.minutes):
+                if _done(state, max_steps, self.options.minutes) or self.stop_signal is not None:
                     break
                 epoch, pos = divmod(state.step, self.steps_per_epoch)
                 if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
@@ -148,10 +162,13 @@ class Run:
                 if state.step % config.eval_every == 0 and self.ddp.main:
                     state.elapsed = start_elapsed + time.time() - t0
                     self.evaluate_and_save()
-        if self.ddp.main and (state.step % config.eval_every != 0 or not (self.out / "best.pt").exists()):
+        if self.stop_signal is not None:  # preempted: keep the progress, skip the scoring
+            if self.ddp.main:
+                self.save_last()
+        elif self.ddp.main and (state.step % config.eval_every != 0 or not (self.out / "best.pt").exists()):
             self.evaluate_and_save()
         return {"step": state.step, "best_score": state.best_score, "minutes": state.elapsed / 60,
-                "generator": self.m.inference_g}
+                "generator": self.m.inference_g, "stopped_by": self.stop_signal}
 
     def step(self, idx: torch.Tensor, autocast: dict, max_steps: int | None) -> None:
         """One iteration on the images ``idx``: critic steps, a G step, the EMA update."""
@@ -201,14 +218,18 @@ class Run:
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]
             _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), self.data.vocabulary, metrics, self.training_record()))
-        _save(self.last_path, {"config": config.to_dict(), "models": self.m.state(), "rng": _rng_state(self.noise_gen),
-                               "state": asdict(self.state)})
+        self.save_last()
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
         card = metrics.get("scorecard")
         figures = (f" diversity {card['diversity']:.3f} fidelity {card['fidelity']:.2f} recall {card['recall']:.2f}"
                    if card else "")
         self.console.print(f"step {state.step} ({state.elapsed / 60:.1f} min, {record['images_per_second']:.0f} img/s): "
                            f"{accs}{figures} selection {metrics['selection']:.3f} best {state.best_score:.3f}")
+
+    def save_last(self) -> None:
+        """Everything needed to resume, in ``last.pt`` (the one it replaces is kept as ``last-previous.pt``)."""
+        save_last(self.out, {"config": self.config.to_dict(), "models": self.m.state(), "rng": _rng_state(self.noise_gen),
+                             "state": asdict(self.state)})
 
     def training_record(self) -> dict:
         """What a checkpoint says about how it was trained."""
@@ -220,7 +241,8 @@ class Run:
         return record
 
     def close(self) -> None:
-        """Leave the process group this run created (data-parallel runs)."""
+        """Give the run folder back; leave the process group this run created (data-parallel runs)."""
+        self.lock.release()
         if self.ddp.created_group:
             import torch.distributed as dist
 
@@ -235,11 +257,34 @@ def train(config: TrainConfig, options: RunOptions) -> dict:
     averaged every step); rank 0 alone evaluates and writes files.
     """
     run = Run(config, options)
-    run.open()
     try:
-        return run.train()
+        run.open()
+        with _stop_on_signals(run):
+            return run.train()
     finally:
         run.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(run: Run):
+    """SIGTERM / SIGINT ask the run to save ``last.pt`` and stop after the current step; a second one acts at
+    once (Ctrl-C: KeyboardInterrupt; every file is written atomically, so nothing is left half-written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask_to_stop(signum, frame):
+        run.stop_signal = signum
+        run.console.print(f"{signal.Signals(signum).name}: saving last.pt after this step (again to stop at once)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _jsonable(options: RunOptions) -> dict:
