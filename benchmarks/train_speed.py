@@ -31,7 +31,7 @@ VARIANTS = {
 def step_seconds(config, steps: int, device: torch.device) -> float:
     """Median seconds of one full training iteration (n_critic D steps, one G step, EMA)."""
     torch.manual_seed(0)
-    m = Models(config, 24, 64, device)
+    models = Models(config, 24, 64, device)
     b = config.batch_size
     real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
     if config.channels_last:
@@ -43,9 +43,9 @@ def step_seconds(config, steps: int, device: torch.device) -> float:
     for i in range(steps + 2):
         start = time.perf_counter()
         for _ in range(config.n_critic):
-            d_step(m, config, real, labels, torch.randn(b, m.g.config.z_dim, device=device), autocast)
-        g_step(m, config, labels, torch.randn(b, m.g.config.z_dim, device=device), i, autocast)
-        m.update_ema(config.ema_decay, i)
+            d_step(models, config, real, labels, labels, torch.randn(b, models.g.config.z_dim, device=device), autocast)
+        g_step(models, config, labels, torch.randn(b, models.g.config.z_dim, device=device), i, autocast)
+        models.update_ema(config.ema_decay, i)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -51,10 +51,18 @@ def ratio_quartiles(base: list[float], other: list[float]) -> tuple[float, float
     return q1, q3
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul throughput of this machine (torch, all threads): the roofline."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size ** 3 / median_seconds(lambda: a @ b, repeats, warmup=2) / 1e9
+def matmul_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """fp32 matmul throughput on ``device`` (torch; all CPU threads, or the GPU with TF32 off): the roofline."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    if device == "cpu":
+        return 2 * size ** 3 / median_seconds(lambda: a @ b, repeats, warmup=2) / 1e9
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        seconds = median_seconds(lambda: (a @ b, torch.cuda.synchronize()), repeats, warmup=2)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return 2 * size ** 3 / seconds / 1e9
 
 
 def flops_per_image(net: torch.nn.Module, z_dim: int, num_classes: int) -> float:
@@ -90,9 +98,12 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         eager = runners["torch eager"]
         meta = eager.metadata
         flops = flops_per_image(eager.net, meta["z_dim"], meta["num_classes"])
-        roof = matmul_gflops()
-        echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roof:.0f} GFLOP/s "
+        roofs = {"cpu": matmul_gflops()}
+        echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roofs['cpu']:.0f} GFLOP/s "
              f"(fp32, {torch.get_num_threads()} threads)")
+        if any("cuda" in name for name in runners):
+            roofs["cuda"] = matmul_gflops(8192, device="cuda")
+            echo(f"CUDA rows: matmul roofline {roofs['cuda']:.0f} GFLOP/s (fp32 on the GPU, TF32 off)")
         rows = []
         for batch in batch_sizes:
             noise, condition = parity_inputs(meta, batch)
@@ -104,7 +115,8 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
                 base = base or ips
                 rows.append({"batch": batch, "backend": name, "images_per_second": ips, "vs_eager": ips / base,
                              "vs_eager_quartiles": ratio_quartiles(times["torch eager"], seconds),
-                             "gflops": ips * flops / 1e9, "roofline_pct": 100 * ips * flops / 1e9 / roof})
+                             "gflops": ips * flops / 1e9,
+                             "roofline_pct": 100 * ips * flops / 1e9 / roofs["cuda" if "cuda" in name else "cpu"]})
     _print_table(rows, echo, markdown)
     return rows
 

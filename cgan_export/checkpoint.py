@@ -12,9 +12,9 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from .contract import FORMAT_VERSION, make_noise  # noqa: F401  (make_noise: the one noise stream, re-exported)
-from .errors import ModelFileError
+from .errors import ModelFileError, first_line
 from .io import atomic_path
-from .networks import GENERATORS, build_generator, fold_batchnorms, generator_config
+from .networks import ARCHITECTURE_ALIASES, GENERATORS, build_generator, fold_batchnorms, generator_config
 from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 
 GENERATOR_KIND = "cgan-export/generator"
@@ -56,7 +56,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tup
     try:
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), raw
     except Exception as exc:
-        raise ModelFileError(f"cannot read {what} {path}: {str(exc).splitlines()[0][:200]}") from None
+        raise ModelFileError(f"cannot read {what} {path}: {first_line(exc)}") from None
 
 
 def read_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
@@ -73,13 +73,16 @@ def load_generator(path: Path) -> tuple[nn.Module, dict]:
     ckpt, _ = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != GENERATOR_KIND:
         raise ModelFileError(f"{path} is not a generator checkpoint (train one with: python cli.py train)")
-    if ckpt["architecture"] not in GENERATORS:
+    if ARCHITECTURE_ALIASES.get(ckpt["architecture"], ckpt["architecture"]) not in GENERATORS:
         raise ModelFileError(f"{path}: unknown generator architecture {ckpt['architecture']!r}")
-    net = build_generator(ckpt["architecture"], ckpt["config"])
+    try:
+        net = build_generator(ckpt["architecture"], ckpt["config"])
+    except (KeyError, TypeError) as exc:  # a config key this version does not know
+        raise ModelFileError(f"{path}: cannot rebuild its generator: {first_line(exc)}") from None
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise ModelFileError(f"{path}: weights do not match the architecture: {str(exc).splitlines()[0]}") from None
+        raise ModelFileError(f"{path}: weights do not match the architecture: {first_line(exc)}") from None
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     info.setdefault("max_objects", DEFAULT_MAX_OBJECTS)
     return net.eval(), info

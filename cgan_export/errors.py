@@ -21,3 +21,9 @@ class ModelFileError(CganError):
 
 class OutputError(CganError):
     """An output location that cannot be written."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit`` characters."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

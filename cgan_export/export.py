@@ -161,11 +161,13 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
     out = Path(out)
     manifest = {"metadata": metadata, "files": {}}
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():  # keep entries of formats exported earlier into the same folder
+    if manifest_path.is_file():  # keep entries of formats exported earlier from the same weights
         try:
-            manifest["files"] = json.loads(manifest_path.read_text()).get("files", {})
-        except json.JSONDecodeError:
-            pass
+            earlier = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            earlier = {}
+        if earlier.get("metadata", {}).get("weights_sha256") == metadata["weights_sha256"]:
+            manifest["files"] = earlier.get("files", {})
     for name in formats:
         fmt = FORMATS[name]
         path = out / fmt.file_name

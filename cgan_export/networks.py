@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 GENERATORS: dict[str, type[nn.Module]] = {}
+ARCHITECTURE_ALIASES = {"best": "cbn"}  # names older checkpoints and artifacts carry
 
 
 def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -27,6 +28,7 @@ def register(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
 def build_generator(architecture: str, config: dict | None = None) -> nn.Module:
     """Instantiate a registered generator from its config dict (unknown keys rejected)."""
+    architecture = ARCHITECTURE_ALIASES.get(architecture, architecture)
     if architecture not in GENERATORS:
         raise KeyError(f"unknown generator architecture {architecture!r}; known: {sorted(GENERATORS)}")
     cls = GENERATORS[architecture]
@@ -100,9 +102,10 @@ class CBNUpBlock(nn.Module):
         self.norm.bn = nn.Identity()
 
 
-@register("best")
+@register("cbn")
 class CBNGenerator(nn.Module):
-    """Our design: learned projection of the multi-hot condition, conditional BatchNorm at every scale."""
+    """Conditional-BatchNorm generator (the ``best`` preset's): a learned projection of the multi-hot condition
+    sets every BatchNorm's per-sample gain and bias, at every scale."""
 
     @dataclass(frozen=True)
     class Config:
@@ -185,7 +188,7 @@ class CBNGenerator(nn.Module):
 
 @register("dcgan")
 class DCGANGenerator(nn.Module):
-    """Conditional DCGAN (reports 001 and 003): condition concatenated to the noise."""
+    """Conditional DCGAN: the condition concatenated to the noise."""
 
     @dataclass(frozen=True)
     class Config:
@@ -212,7 +215,7 @@ class DCGANGenerator(nn.Module):
 
 @register("acgan")
 class ACGANGenerator(nn.Module):
-    """Report 000: Linear(Z + 24 -> 768), five stride-2 ConvTranspose2d to 128x128, area-resized to 64x64."""
+    """The ACGAN generator: Linear(Z + 24 -> 768), five stride-2 ConvTranspose2d to 128x128, area-resized to 64x64."""
 
     @dataclass(frozen=True)
     class Config:
@@ -260,7 +263,7 @@ class SelfAttention(nn.Module):
 
 @register("sagan")
 class SAGANGenerator(nn.Module):
-    """Report 004: condition expanded by Linear(24 -> 200), self-attention at 16x16 and 32x32."""
+    """The SAGAN generator: condition expanded by Linear(24 -> 200), self-attention at 16x16 and 32x32."""
 
     @dataclass(frozen=True)
     class Config:

@@ -7,6 +7,7 @@ import ctypes
 import io
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from .contract import METADATA_KEY, build_metadata, TS_METADATA_FILE, metadata_vocabulary, noise_stream, parse_metadata  # noqa: F401
-from .errors import CganError, ModelFileError
+from .errors import CganError, ModelFileError, first_line
 from .paths import EXPORTED_DIR
 
 DEFAULT_MODELS = {
@@ -86,6 +87,22 @@ def _load_cuda_libraries() -> None:
     import torch  # noqa: F401
 
 
+def torch_device(device: str) -> str:
+    """For the torch backends: ``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an
+    error (torch's own check: ONNX Runtime's CUDA provider does not matter here)."""
+    if device not in DEVICES:
+        raise CganError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise CganError("--device cuda: torch sees no usable CUDA GPU here (use --device cpu or auto)")
+    return "cpu"
+
+
 def usable_cpus() -> list[int]:
     """The CPUs this process may run on (its affinity mask where the OS has one, e.g. under taskset)."""
     if hasattr(os, "sched_getaffinity"):
@@ -121,6 +138,7 @@ class OnnxSession:
         self.input_types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.cuda_graph = cuda_graph and self.device == "cuda"
         self._bindings: dict[int, _Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
+        self._lock = threading.Lock()
         self.slices = slices and self.threads > 1
         self._slice_runner = None  # (one-thread session, thread pool): opened by the first large CPU batch
 
@@ -156,7 +174,7 @@ class OnnxSession:
         try:
             return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise ModelFileError(f"cannot load ONNX model {self.path}: {str(exc).splitlines()[0][:200]}") from None
+            raise ModelFileError(f"cannot load ONNX model {self.path}: {first_line(exc)}") from None
 
     @property
     def metadata(self) -> dict:
@@ -192,9 +210,10 @@ class OnnxSession:
         addresses and shapes it was captured with, so a new shape must never reuse another shape's graph.
         """
         n = feeds["noise"].shape[0]
-        if n not in self._bindings:
-            self._bindings[n] = _Binding.create(self.session, feeds, graph_id=len(self._bindings) + 1 if self.cuda_graph else 0)
-        return self._bindings[n].run(self.session, feeds)
+        with self._lock:  # one set of device buffers per shape: calls from several threads take turns
+            if n not in self._bindings:
+                self._bindings[n] = _Binding.create(self.session, feeds, graph_id=len(self._bindings) + 1 if self.cuda_graph else 0)
+            return self._bindings[n].run(self.session, feeds)
 
 
 @dataclass
@@ -259,44 +278,44 @@ class TorchScriptBackend:
         import torch
 
         path = _require_file(path)
-        self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"
+        self.device = torch_device(device)
         extra = {TS_METADATA_FILE: ""}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
         except Exception as exc:
-            raise ModelFileError(f"cannot load TorchScript model {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise ModelFileError(f"cannot load TorchScript model {path}: {first_line(exc)}") from None
         raw = extra[TS_METADATA_FILE]
         self.metadata = parse_metadata(raw.decode() if isinstance(raw, bytes) else raw, path)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            out = self.module(torch.from_numpy(noise).to(self.device), torch.from_numpy(condition).to(self.device))
-        return out.float().cpu().numpy()
+        return _run_torch(self.module, self.device, noise, condition)
 
 
 class TorchBackend:
     """Eager PyTorch from a generator checkpoint (the reference the exports are checked against)."""
 
     def __init__(self, path: Path, device: str = "auto"):
-        import torch
 
         from .checkpoint import load_generator, prepare_for_inference, weights_sha256
 
         self.net, info = load_generator(_require_file(path))
-        self.device = "cuda" if resolve_device(device) == "cuda" and torch.cuda.is_available() else "cpu"
+        self.device = torch_device(device)
         self.metadata = build_metadata(info, weights_sha256(prepare_for_inference(self.net)))  # as the exports say
         self.net = self.net.to(self.device)
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
-        import torch
+        return _run_torch(self.net, self.device, noise, condition)
 
-        with torch.no_grad():
-            out = self.net(torch.from_numpy(noise).to(self.device), torch.from_numpy(condition).to(self.device))
-        return out.float().cpu().numpy()
+
+def _run_torch(net, device: str, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """A torch module (eager or TorchScript) on numpy inputs: float32 images [N, 3, H, W]."""
+    import torch
+
+    with torch.no_grad():
+        out = net(torch.from_numpy(noise).to(device), torch.from_numpy(condition).to(device))
+    return out.float().cpu().numpy()
 
 
 BACKENDS = {"onnx": OnnxBackend, "torchscript": TorchScriptBackend, "torch": TorchBackend}

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from .api import Generator
 from .contract import make_noise
-from .errors import CganError
+from .errors import CganError, first_line
 from .images import captioned_grid, png_bytes
 from .runtime import to_uint8
 
@@ -134,7 +134,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
 
     @app.exception_handler(CganError)
     async def refuse(request: Request, exc: CganError) -> JSONResponse:
-        return JSONResponse({"error": str(exc).splitlines()[0]}, status_code=getattr(exc, "status", 400))
+        return JSONResponse({"error": first_line(exc, 500)}, status_code=getattr(exc, "status", 400))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ SHAPES = ["cube", "sphere", "cylinder"]
 OBJECTS = {f"{c} {s}": i * 8 + j for i, s in enumerate(SHAPES) for j, c in enumerate(COLORS)}
 REAL_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "iclevr"
 SMALL_CONFIGS = {
-    "best": {"z_dim": 16, "ngf": 8, "embed_dim": 16},
+    "cbn": {"z_dim": 16, "ngf": 8, "embed_dim": 16},
     "dcgan": {"z_dim": 16, "ngf": 8},
     "acgan": {"z_dim": 16},
     "sagan": {"z_dim": 16, "ngf": 8, "condition_dim": 16},
@@ -99,7 +99,7 @@ def exported_best(tmp_path_factory, vocabulary) -> Path:
     from cgan_export.export import export
 
     folder = tmp_path_factory.mktemp("exported-best")
-    save_generator(folder / "generator.pt", small_generator("best"), vocabulary, {"score": 0.5})
+    save_generator(folder / "generator.pt", small_generator("cbn"), vocabulary, {"score": 0.5})
     export(folder / "generator.pt", ["onnx", "torchscript"], folder, report=lambda _: None)
     return folder
 

@@ -113,7 +113,7 @@ def test_fused_condition_projections_match_the_separate_ones():
     from cgan_export.networks import build_generator
 
     torch.manual_seed(0)
-    net = build_generator("best", {"z_dim": 16, "ngf": 8, "embed_dim": 16}).eval()
+    net = build_generator("cbn", {"z_dim": 16, "ngf": 8, "embed_dim": 16}).eval()
     for norm in net._norms():  # trained-like: the zero-initialised projections have moved
         for linear in (norm.gain, norm.bias):
             torch.nn.init.normal_(linear.weight, 0, 0.2), torch.nn.init.normal_(linear.bias, 0, 0.2)
@@ -155,7 +155,7 @@ def test_generator_with_an_embedding_mlp_exports_with_parity(tmp_path, vocabular
     from cgan_export.networks import build_generator
 
     torch.manual_seed(0)
-    net = build_generator("best", {"z_dim": 16, "ngf": 8, "embed_dim": 16, "embed_hidden": 32}).eval()
+    net = build_generator("cbn", {"z_dim": 16, "ngf": 8, "embed_dim": 16, "embed_hidden": 32}).eval()
     torch.nn.init.normal_(net.embed_mlp[2].weight, 0, 0.1)  # trained-like: the branch is no longer zero
     save_generator(tmp_path / "generator.pt", net, vocabulary, {"score": 0.5}, {"preset": "test"})
     manifest = export(tmp_path / "generator.pt", ["onnx", "torchscript"], tmp_path / "out", report=lambda _: None)
@@ -184,3 +184,67 @@ def test_a_cuda_provider_that_did_not_load_is_an_error_or_a_cpu_fallback(exporte
     assert opened[0][0][0] == "CUDAExecutionProvider" and opened[-1] == ["CPUExecutionProvider"]
     noise, condition = parity_inputs(session.metadata, 3)
     assert session.run(noise, condition).shape == (3, 3, 64, 64)
+
+
+def test_a_partial_re_export_of_other_weights_drops_the_older_files_from_the_manifest(tmp_path, vocabulary):
+    from cgan_export.checkpoint import save_generator
+    from tests.conftest import small_generator
+
+    save_generator(tmp_path / "a.pt", small_generator("cbn", seed=0), vocabulary)
+    save_generator(tmp_path / "b.pt", small_generator("cbn", seed=1), vocabulary)
+    export(tmp_path / "a.pt", ["onnx", "torchscript"], tmp_path / "out", report=lambda _: None)
+    manifest = export(tmp_path / "b.pt", ["onnx"], tmp_path / "out", report=lambda _: None)
+    assert set(manifest["files"]) == {"generator.onnx"}  # the TorchScript file came from other weights
+    again = export(tmp_path / "b.pt", ["torchscript"], tmp_path / "out", report=lambda _: None)
+    assert set(again["files"]) == {"generator.onnx", "generator.torchscript.pt"}  # same weights: both kept
+
+
+def test_the_torch_backend_reports_the_weights_hash_the_exported_files_carry(exported_best):
+    from cgan_export.runtime import TorchBackend
+
+    onnx_meta = OnnxBackend(exported_best / "generator.onnx", "cpu").metadata
+    assert TorchBackend(exported_best / "generator.pt", "cpu").metadata["weights_sha256"] == onnx_meta["weights_sha256"]
+
+
+def test_cuda_graph_ids_are_one_per_batch_size_and_reused(exported_best, monkeypatch):
+    from cgan_export import runtime
+
+    session = OnnxSession(exported_best / "generator.onnx", "cpu")
+    session.device, session.cuda_graph = "cuda", True  # bookkeeping only: the bindings are recorded, not run
+    created = []
+
+    class FakeBinding:
+        def __init__(self, n, graph_id):
+            self.n, self.graph_id = n, graph_id
+
+        def run(self, _session, feeds):
+            return np.zeros((self.n, 3, 64, 64), np.float32)
+
+    monkeypatch.setattr(runtime._Binding, "create",
+                        classmethod(lambda cls, s, feeds, graph_id: created.append(graph_id) or FakeBinding(len(feeds["noise"]), graph_id)))
+    for n in (32, 32, 7, 32, 1, 7):
+        noise, condition = parity_inputs(session.metadata, n)
+        assert session.run(noise, condition).shape[0] == n
+    assert created == [1, 2, 3]  # a graph per shape, never one shape's graph for another
+    assert {n: b.graph_id for n, b in session._bindings.items()} == {32: 1, 7: 2, 1: 3}
+
+
+def test_fp32_parity_runs_on_the_cpu_provider(exported_best, monkeypatch):
+    from cgan_export import export as export_module
+
+    devices = []
+    real = export_module.OnnxSession
+    monkeypatch.setattr(export_module, "OnnxSession", lambda path, device="auto", **kw: devices.append(device) or real(path, device, **kw))
+    export(exported_best / "generator.pt", ["onnx"], exported_best.parent / "parity-cpu", report=lambda _: None)
+    assert devices and set(devices) == {"cpu"}
+
+
+def test_a_checkpoint_with_an_unknown_config_key_is_one_clean_error(tmp_path, vocabulary):
+    from cgan_export.checkpoint import generator_checkpoint
+    from tests.conftest import small_generator
+
+    ckpt = generator_checkpoint(small_generator("cbn"), vocabulary)
+    ckpt["config"]["from_the_future"] = 1
+    torch.save(ckpt, tmp_path / "g.pt")
+    with pytest.raises(ModelFileError, match="cannot rebuild its generator"):
+        load_generator(tmp_path / "g.pt")

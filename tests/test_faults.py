@@ -27,7 +27,7 @@ def _config(**overrides):
 
 
 def _options(data_root, random_evaluator, out, **kw):
-    return RunOptions(out=out, data=data_root, evaluator=random_evaluator, show_progress=False, **kw)
+    return RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, show_progress=False, **kw)
 
 
 def test_a_full_disk_at_the_kth_checkpoint_write_is_one_error_and_keeps_the_last_good_checkpoint(
@@ -105,7 +105,7 @@ def test_sigterm_saves_last_pt_and_resume_carries_on(data_root, random_evaluator
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "cli.py", "train", "--data", str(data_root), "--evaluator", str(random_evaluator),
-               "--out", str(out), "--minutes", "5", "--eval-every", "1000", "--batch-size", "4",
+               "--out", str(out), "--device", "cpu", "--minutes", "5", "--eval-every", "1000", "--batch-size", "4",
                "--set", 'generator_config={"z_dim": 16, "ngf": 8, "embed_dim": 16}', "--set", 'discriminator_config={"ndf": 8}',
                "--set", "eval_seeds=1"]
     run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -80,3 +80,15 @@ def test_training_resumes_on_cuda(data_root, random_evaluator, tmp_path):
     from dataclasses import replace
 
     assert train(config, replace(options, epochs=4 / 6, resume=True))["step"] == 4
+
+
+@pytest.mark.parametrize("preset", ["acgan", "cdcgan", "wgan-gp", "sagan", "best"])
+def test_each_preset_trains_a_few_steps_on_cuda_with_its_default_compile(data_root, random_evaluator, tmp_path, preset):
+    from tests.test_training import TINY
+    from training.loop import RunOptions, train
+    from training.presets import get_preset
+
+    config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
+    result = train(config, RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+                                      device="cuda", show_progress=False))
+    assert result["step"] == 2

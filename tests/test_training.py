@@ -32,7 +32,7 @@ TINY = {  # small widths so every preset trains in seconds
 def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random_evaluator, tmp_path):
     config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
     out = tmp_path / "run"
-    result = train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=4 / 6, show_progress=False))
+    result = train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=4 / 6, show_progress=False))
     assert result["step"] == 4
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4] and "test" in records[-1] and "new_test" in records[-1]
@@ -46,7 +46,7 @@ def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random
 def test_compiled_training_writes_plain_checkpoints_that_export(data_root, random_evaluator, tmp_path):
     config = get_preset("cdcgan", batch_size=4, eval_every=2, eval_seeds=1, **TINY["cdcgan"])  # no EMA: G itself ships
     out = tmp_path / "run"
-    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, compile=True,
+    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, compile=True,
                              show_progress=False))
     assert not any("_orig_mod" in k for k in torch.load(out / "last.pt", weights_only=True)["models"]["g"])
     manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
@@ -64,7 +64,7 @@ def test_set_overrides_parse_json_values_and_refuse_unknown_fields():
 
 
 def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
-    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
     from dataclasses import replace
 
@@ -81,7 +81,7 @@ def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoin
                                                                                    capsys):
     from dataclasses import replace
 
-    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
     result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, **TINY["best"]),
                    replace(options, resume=True, epochs=3 / 6))
@@ -96,7 +96,7 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
 
     from cgan_export.errors import CganError
 
-    options = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
     source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
     tuned = get_preset("best", batch_size=4, eval_every=1, eval_seeds=1, aux_weight_d=3.0, lr_g=1e-4, betas=(0.0, 0.9),
@@ -106,12 +106,12 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
     from training.finetune import init_from as _init_from
     from training.models import Models
 
-    m = Models(tuned, 24, 64, torch.device("cpu"))
-    info = _init_from(m, tuned, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
-    for name, net in (("g", m.g), ("d", m.d), ("g_ema", m.g_ema)):
+    models = Models(tuned, 24, 64, torch.device("cpu"))
+    info = _init_from(models, tuned, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
+    for name, net in (("g", models.g), ("d", models.d), ("g_ema", models.g_ema)):
         for key, value in net.state_dict().items():
             assert torch.equal(value, source["models"][name][key]), (name, key)
-    assert info["step"] == source["state"]["step"] and m.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
+    assert info["step"] == source["state"]["step"] and models.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
     fine = replace(options, out=tmp_path / "fine", init_from=tmp_path / "source" / "last.pt", epochs=1 / 6)
     train(tuned, fine)
     lineage = torch.load(tmp_path / "fine" / "best.pt", weights_only=True)["training"]["init_from"]
@@ -133,22 +133,22 @@ def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_
     from training.finetune import init_from as _init_from
     from training.models import Models
 
-    options = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
     source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
     wider = {**TINY["best"], "generator_config": {**TINY["best"]["generator_config"], "embed_hidden": 8}}
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **wider)
-    m = Models(config, 24, 64, torch.device("cpu"))
-    _init_from(m, config, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
+    models = Models(config, 24, 64, torch.device("cpu"))
+    _init_from(models, config, tmp_path / "source" / "last.pt", torch.device("cpu"), Console(quiet=True))
     plain = Models(get_preset("best", **TINY["best"]), 24, 64, torch.device("cpu"))
     plain.load(source["models"])
     noise, cond = torch.randn(5, 16), (torch.rand(5, 24) < 0.1).float()
     with torch.no_grad():  # the new branch's output layer is zero: same images as the source
-        assert torch.allclose(m.g_ema.eval()(noise, cond), plain.g_ema.eval()(noise, cond), atol=1e-6)
-    moments = {n: m.opt_g.state.get(p) for n, p in m.g.named_parameters()}
+        assert torch.allclose(models.g_ema.eval()(noise, cond), plain.g_ema.eval()(noise, cond), atol=1e-6)
+    moments = {n: models.opt_g.state.get(p) for n, p in models.g.named_parameters()}
     assert not moments["embed_mlp.0.weight"] and torch.equal(
         moments["embed.weight"]["exp_avg"], plain.opt_g.state[plain.g.embed.weight]["exp_avg"])
-    train(config, RunOptions(out=tmp_path / "fine", data=data_root, evaluator=random_evaluator, epochs=1 / 6,
+    train(config, RunOptions(device="cpu", out=tmp_path / "fine", data=data_root, evaluator=random_evaluator, epochs=1 / 6,
                              show_progress=False, init_from=tmp_path / "source" / "last.pt"))
     tuned, _ = load_generator(tmp_path / "fine" / "best.pt")
     assert tuned.config.embed_hidden == 8 and tuned.embed_mlp[2].weight.abs().sum() > 0
@@ -160,7 +160,7 @@ def test_init_from_a_generator_checkpoint_keeps_g_frozen_while_a_fresh_d_warms_u
     from cgan_export.errors import CganError
 
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
-    source = RunOptions(out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    source = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(config, source)
     shipped = torch.load(tmp_path / "source" / "best.pt", weights_only=True)
     warm = replace(config, d_warmup_steps=2)
@@ -195,17 +195,17 @@ def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkp
 
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
     config = get_preset("best")
-    by_epochs = RunOptions(out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below
+    by_epochs = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below
     factors = [lr_factor(config, by_epochs, step, 100, 0.0, 1000) for step in (0, 600, 800, 1000)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
-    by_minutes = RunOptions(out=Path("unused"), minutes=60, anneal=30)
+    by_minutes = RunOptions(device="cpu", out=Path("unused"), minutes=60, anneal=30)
     factors = [lr_factor(config, by_minutes, 0, 100, minutes * 60, None) for minutes in (10, 30, 45, 61)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
 def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():
     config = get_preset("cdcgan")  # x0.5 every 50 epochs
-    options = RunOptions(out=Path("unused"), epochs=200)
+    options = RunOptions(device="cpu", out=Path("unused"), epochs=200)
     factors = [lr_factor(config, options, epoch * 10, 10, 0.0, 2000) for epoch in (0, 49, 50, 100, 150)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125])
 
@@ -218,7 +218,7 @@ def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, 
     from cgan_export.evaluator import build_classifier, evaluator_checkpoint
 
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
-    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(config, options)
     torch.manual_seed(1)
     other = tmp_path / "other-evaluator.pt"
@@ -306,7 +306,7 @@ def test_capped_mode_seeking_stops_pushing_pairs_that_already_differ_like_real_i
 def test_mode_seeking_training_draws_each_condition_twice(data_root, random_evaluator, tmp_path):
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_weight=1.0, **TINY["best"])
     out = tmp_path / "run"
-    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["losses"]["g_ms"] > 0
 
@@ -326,7 +326,7 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, evaluator: str
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     config = get_preset("best", batch_size=2, eval_every=100, eval_seeds=1, **TINY["best"])
-    result = train(config, RunOptions(out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
+    result = train(config, RunOptions(device="cpu", out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
                                       epochs=0.5, device="cpu", show_progress=False))
     flat = torch.cat([p.detach().flatten() for p in result["generator"].parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(world)]
@@ -357,7 +357,7 @@ def test_training_with_random_conditions_and_weighted_images_saves_and_exports(d
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, random_condition_fraction=0.5,
                         random_same_colour=0.5, same_colour_weight=4.0, **TINY["best"])
     out = tmp_path / "run"
-    train(config, RunOptions(out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
     saved = torch.load(out / "last.pt", weights_only=True)
     assert saved["config"]["random_condition_fraction"] == 0.5
     export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
@@ -386,7 +386,7 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
 
     train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=1.0, **TINY["best"])
-    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     with pytest.raises(CganError, match="needs a guide classifier"):
         train(config, options)
     train(config, replace(options, guide=tmp_path / "guide.pt"))
@@ -403,6 +403,6 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
 @pytest.mark.slow
 def test_wgan_gp_trains_with_compile_on_because_its_critic_stays_eager(data_root, random_evaluator, tmp_path):
     config = get_preset("wgan-gp", batch_size=4, eval_every=2, eval_seeds=1, **TINY["wgan-gp"])
-    result = train(config, RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+    result = train(config, RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
                                       compile=True, show_progress=False))
     assert result["step"] == 2

@@ -46,7 +46,7 @@ class ProjectionDiscriminator(nn.Module):
 
 
 class ACGANDiscriminator(nn.Module):
-    """Report 000: six 3x3 convs with dropout, ``fc_dis`` (real/fake) and ``fc_aux`` (24 classes), no condition input."""
+    """The ACGAN discriminator: six 3x3 convs with dropout, ``fc_dis`` (real/fake) and ``fc_aux`` (24 classes), no condition input."""
 
     def __init__(self, num_classes: int = 24, image_size: int = 64):
         super().__init__()
@@ -69,7 +69,7 @@ class ACGANDiscriminator(nn.Module):
 
 
 class ConditionChannelDiscriminator(nn.Module):
-    """Reports 001/003: DCGAN convs over the image plus a 4th channel Linear(24 -> H*W); BatchNorm or InstanceNorm."""
+    """The conditional DCGAN / WGAN-GP critic: DCGAN convs over the image plus a 4th channel Linear(24 -> H*W); BatchNorm or InstanceNorm."""
 
     def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, norm: str = "batch"):
         super().__init__()
@@ -93,7 +93,7 @@ class ConditionChannelDiscriminator(nn.Module):
 
 
 class SAGANDiscriminator(nn.Module):
-    """Report 004's discriminator: spectral-norm convs with self-attention at 16x16 and 8x8, projection head."""
+    """The SAGAN discriminator: spectral-norm convs with self-attention at 16x16 and 8x8, projection head."""
 
     def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64):
         super().__init__()

@@ -10,8 +10,8 @@ import torch.nn as nn
 from rich.console import Console
 
 from cgan_export.checkpoint import GENERATOR_KIND
-from cgan_export.errors import CganError
-from cgan_export.networks import generator_config
+from cgan_export.errors import CganError, first_line
+from cgan_export.networks import ARCHITECTURE_ALIASES, build_generator, generator_config
 
 from .guide import load_guide
 from .models import Models
@@ -22,19 +22,19 @@ if TYPE_CHECKING:
     from .loop import RunState
 
 
-def init_from(m: Models, config: TrainConfig, path: Path, device: torch.device, console: Console) -> dict:
-    """Load another run's ``last.pt`` into ``m`` (same networks, any other settings), or only G and its
+def init_from(models: Models, config: TrainConfig, path: Path, device: torch.device, console: Console) -> dict:
+    """Load another run's ``last.pt`` into ``models`` (same networks, any other settings), or only G and its
     EMA copy from a generator checkpoint (``best.pt``, ``exported/generator.pt``: D starts fresh);
     returns where it came from."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(saved, dict) and saved.get("kind") == GENERATOR_KIND:
-            return _init_from_generator(m, saved, path, console)
-        fresh = m.load_for_finetuning(saved["models"], config)
+            return _init_from_generator(models, saved, path, console)
+        fresh = models.load_for_finetuning(saved["models"], config)
     except FileNotFoundError:
         raise CganError(f"--init-from: {path} does not exist") from None
     except (KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CganError(f"--init-from: {path} is not a run's last.pt with the same networks as this preset ({first})") from None
     source = {"path": str(path), "step": saved["state"]["step"], "images_seen": saved["state"]["images_seen"],
               "minutes": round(saved["state"]["elapsed"] / 60, 2), "config": saved["config"]}
@@ -46,12 +46,13 @@ def init_from(m: Models, config: TrainConfig, path: Path, device: torch.device, 
     return source
 
 
-def _init_from_generator(m: Models, saved: dict, path: Path, console: Console) -> dict:
+def _init_from_generator(models: Models, saved: dict, path: Path, console: Console) -> dict:
     """G and its EMA copy from a generator checkpoint; D and both optimizers keep their fresh state."""
-    if saved["architecture"] != m.g.architecture or saved["config"] != generator_config(m.g):
+    architecture = ARCHITECTURE_ALIASES.get(saved["architecture"], saved["architecture"])
+    if architecture != models.g.architecture or generator_config(build_generator(architecture, saved["config"])) != generator_config(models.g):
         raise CganError(f"--init-from: {path} holds a {saved['architecture']} generator with config {saved['config']}, "
-                        f"not this run's {m.g.architecture} {generator_config(m.g)}")
-    for net in (m.g, m.g_ema):
+                        f"not this run's {models.g.architecture} {generator_config(models.g)}")
+    for net in (models.g, models.g_ema):
         if net is not None:
             net.load_state_dict(saved["state_dict"])
     training = saved.get("training", {})

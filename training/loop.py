@@ -69,7 +69,7 @@ class Run:
     """One training run: its networks, data, scorer and state, and the phases it goes through."""
 
     def __init__(self, config: TrainConfig, options: RunOptions):
-        self.ddp, self.device = init_distributed(torch_device(options.device))
+        self.parallel, self.device = init_distributed(torch_device(options.device))
         if options.threads:
             torch.set_num_threads(options.threads)
         self.config, self.options, self.out = config, options, Path(options.out)
@@ -78,7 +78,7 @@ class Run:
         if self.last_path.exists() and not options.resume:
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
         self.lock = RunFolderLock(self.out)
-        if self.ddp.main:
+        if self.parallel.main:
             self.lock.acquire()  # before anything is read or written: one run per folder
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
         evaluator = load_evaluator(options.evaluator)
@@ -86,10 +86,10 @@ class Run:
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
         self.weights = image_weights(self.data.labels, self.groups, config.same_colour_weight)  # [N] or None
         torch.manual_seed(config.seed)
-        self.m = Models(config, len(self.data.vocabulary), int(self.data.images.shape[-1]), self.device, self.ddp.world)
-        self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.ddp.rank)
-        self.steps_per_epoch = len(self.data) // (config.batch_size * self.ddp.world)
-        self.scorer = RunScorer(evaluator, self.data, config.eval_seeds) if self.ddp.main else None
+        self.models = Models(config, len(self.data.vocabulary), int(self.data.images.shape[-1]), self.device, self.parallel.world)
+        self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.parallel.rank)
+        self.steps_per_epoch = len(self.data) // (config.batch_size * self.parallel.world)
+        self.scorer = RunScorer(evaluator, self.data, config.eval_seeds) if self.parallel.main else None
         self.state = RunState(evaluator=evaluator.info["sha256"][:16], selection_rule=SELECTION_RULE)
         self.running: dict[str, float] = {}  # running means of the losses
 
@@ -99,33 +99,33 @@ class Run:
         if self.options.resume and self.last_path.exists():
             self._resume()
         elif self.options.init_from is not None:
-            self.state.init_from = init_from(self.m, self.config, Path(self.options.init_from), self.device, self.console)
-        if self.ddp.main and self.scorer.note:
+            self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
+        if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
-        if self.ddp.main:
+        if self.parallel.main:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": SELECTION_RULE})
         self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device)
         if self.options.compile or (self.options.compile is None and self.device.type == "cuda"):
-            self.m.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
+            self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 
     def _resume(self) -> None:
         saved = load_last(self.out, self._report_fallback)  # on the CPU: RNG states must stay there
         try:
             check_resume_config(saved["config"], self.config, self.out)
-            self.m.load(saved["models"])
+            self.models.load(saved["models"])
         except (KeyError, TypeError) as exc:
             raise ModelFileError(f"--resume: {self.last_path} is not a run checkpoint ({exc})") from None
         _set_rng_state(saved["rng"], self.noise_gen)
-        if self.ddp.rank:  # rank 0's generator state was saved; the others get their own stream back
-            self.noise_gen.manual_seed(self.config.seed + 1 + self.ddp.rank + 7919 * saved["state"]["step"])
+        if self.parallel.rank:  # rank 0's generator state was saved; the others get their own stream back
+            self.noise_gen.manual_seed(self.config.seed + 1 + self.parallel.rank + 7919 * saved["state"]["step"])
         old = RunState.from_dict(saved["state"])
         self.console.print(f"resumed {self.out} at step {old.step} ({old.elapsed / 60:.1f} min trained)")
         why = ("the evaluator changed" if old.evaluator != self.state.evaluator
                else "the selection rule changed" if old.selection_rule != SELECTION_RULE
                else "the number of scoring seeds changed" if saved["config"].get("eval_seeds") != self.config.eval_seeds
                else "")
-        if self.ddp.main and why:
+        if self.parallel.main and why:
             old.best_score = self.scorer.rescore(self.out / "best.pt", self.device)
             self.console.print(f"{why} since best.pt was picked: its selection value now is {old.best_score:.3f}")
         old.evaluator, old.selection_rule = self.state.evaluator, SELECTION_RULE
@@ -146,33 +146,33 @@ class Run:
         autocast = {"device_type": self.device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
         start_elapsed, t0 = state.elapsed, time.time()
         order_epoch, order = -1, torch.empty(0, dtype=torch.long)
-        with make_progress(disable=not (self.options.show_progress and self.ddp.main)) as progress:
+        with make_progress(disable=not (self.options.show_progress and self.parallel.main)) as progress:
             task = progress.add_task(config.preset, total=max_steps or None, completed=state.step, info="")
             while True:
-                state.elapsed = agreed_clock(start_elapsed + time.time() - t0, self.ddp, self.device)
+                state.elapsed = agreed_clock(start_elapsed + time.time() - t0, self.parallel, self.device)
                 if _done(state, max_steps, self.options.minutes) or self.stop_signal is not None:
                     break
                 epoch, pos = divmod(state.step, self.steps_per_epoch)
                 if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
                     order_epoch, order = epoch, epoch_order(config.seed, epoch, len(self.data), self.weights)
-                first = (pos * self.ddp.world + self.ddp.rank) * config.batch_size
+                first = (pos * self.parallel.world + self.parallel.rank) * config.batch_size
                 self.step(order[first:first + config.batch_size], autocast, max_steps)
                 info = " ".join(f"{k} {v:.3f}" for k, v in self.running.items()) + f" acc {state.last_score:.3f}"
                 progress.update(task, completed=state.step, info=info)
-                if state.step % config.eval_every == 0 and self.ddp.main:
+                if state.step % config.eval_every == 0 and self.parallel.main:
                     state.elapsed = start_elapsed + time.time() - t0
                     self.evaluate_and_save()
         if self.stop_signal is not None:  # preempted: keep the progress, skip the scoring
-            if self.ddp.main:
+            if self.parallel.main:
                 self.save_last()
-        elif self.ddp.main and (state.step % config.eval_every != 0 or not (self.out / "best.pt").exists()):
+        elif self.parallel.main and (state.step % config.eval_every != 0 or not (self.out / "best.pt").exists()):
             self.evaluate_and_save()
         return {"step": state.step, "best_score": state.best_score, "minutes": state.elapsed / 60,
-                "generator": self.m.inference_g, "stopped_by": self.stop_signal}
+                "generator": self.models.inference_g, "stopped_by": self.stop_signal}
 
     def step(self, idx: torch.Tensor, autocast: dict, max_steps: int | None) -> None:
         """One iteration on the images ``idx``: critic steps, a G step, the EMA update."""
-        config, m, state, device = self.config, self.m, self.state, self.device
+        config, models, state, device = self.config, self.models, self.state, self.device
         real = to_float(self.data.images[idx]).to(device)  # [B, 3, H, W]
         if config.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
@@ -180,31 +180,31 @@ class Run:
         fake_labels = mix_conditions(labels, config.random_condition_fraction, self.groups, config.random_same_colour,
                                      self.noise_gen).to(device)  # [B, 24] what G draws
         labels = labels.to(device)
-        m.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, max_steps))
-        m.g.train(), m.d.train()
-        z_dim = m.g.config.z_dim
+        models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, max_steps))
+        models.g.train(), models.d.train()
+        z_dim = models.g.config.z_dim
         for _ in range(config.n_critic):
             noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
-            logs = d_step(m, config, real, labels, fake_labels, noise, autocast)
+            logs = d_step(models, config, real, labels, fake_labels, noise, autocast)
         noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
         if state.step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
-            logs.update(g_step(m, config, fake_labels, noise, state.step, autocast, self.guide))
-        m.broadcast_buffers()
+            logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, self.guide))
+        models.broadcast_buffers()
         if state.step >= config.d_warmup_steps:  # no fresh EMA warm-up when fine-tuning
-            m.update_ema(config.ema_decay, state.step + (state.init_from or {}).get("step", 0))
+            models.update_ema(config.ema_decay, state.step + (state.init_from or {}).get("step", 0))
         for k, v in logs.items():
             self.running[k] = 0.98 * self.running.get(k, v) + 0.02 * v
         state.step += 1
-        state.images_seen += len(idx) * config.n_critic * self.ddp.world
+        state.images_seen += len(idx) * self.parallel.world  # each real batch once, however many critic steps
 
     # -- phase 3: evaluate and save -----------------------------------------------------------------
     def evaluate_and_save(self) -> None:
         """Score the inference generator; write metrics, samples, curves, ``best.pt`` and ``last.pt``."""
         config, state, out = self.config, self.state, self.out
-        self.m.recalibrate_ema(self.data.labels[:512], seed=state.step)
-        g = self.m.inference_g
+        self.models.recalibrate_ema(self.data.labels[:512], seed=state.step)
+        g = self.models.inference_g
         metrics = self.scorer.score(g, self.device)
-        record = {"step": state.step, "epoch": state.step * config.batch_size / len(self.data),
+        record = {"step": state.step, "epoch": state.step * config.batch_size * self.parallel.world / len(self.data),
                   "images_seen": state.images_seen, "minutes": state.elapsed / 60,
                   "images_per_second": state.images_seen / max(state.elapsed, 1e-9),
                   "losses": dict(self.running), **metrics}
@@ -228,7 +228,7 @@ class Run:
 
     def save_last(self) -> None:
         """Everything needed to resume, in ``last.pt`` (the one it replaces is kept as ``last-previous.pt``)."""
-        save_last(self.out, {"config": self.config.to_dict(), "models": self.m.state(), "rng": _rng_state(self.noise_gen),
+        save_last(self.out, {"config": self.config.to_dict(), "models": self.models.state(), "rng": _rng_state(self.noise_gen),
                              "state": asdict(self.state)})
 
     def training_record(self) -> dict:
@@ -243,7 +243,7 @@ class Run:
     def close(self) -> None:
         """Give the run folder back; leave the process group this run created (data-parallel runs)."""
         self.lock.release()
-        if self.ddp.created_group:
+        if self.parallel.created_group:
             import torch.distributed as dist
 
             dist.barrier()

@@ -78,7 +78,7 @@ def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float = 0.0,
 
 
 def ramp(step: int, weight: float, ramp_steps: int) -> float:
-    """``weight`` ramped linearly from 0 over the first ``ramp_steps`` steps (report 000)."""
+    """``weight`` ramped linearly from 0 over the first ``ramp_steps`` steps (the ACGAN recipe)."""
     if ramp_steps <= 0:
         return weight
     return weight * min(1.0, step / ramp_steps)

@@ -54,23 +54,23 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # Report 000: ACGAN, BCE + auxiliary BCE x48 (D, real) / x24 (G), ramped over 1000 iterations.
+    # ACGAN (seed report 000): BCE + auxiliary BCE x48 (D, real) / x24 (G), ramped over 1000 iterations.
     # The reported weights multiply a mean over 24 classes; ours is summed over classes, hence /24.
     "acgan": TrainConfig(
         preset="acgan", generator="acgan", discriminator="acgan", loss="bce",
         aux_weight_d=48 / 24, aux_weight_g=24 / 24, aux_ramp_steps=1000,
         lr_g=2e-4, lr_d=2e-4, batch_size=128),
-    # Report 001: conditional DCGAN, condition as a 4th channel in D, BCE, StepLR x0.5 every 50 epochs.
+    # Conditional DCGAN (seed report 001): condition as a 4th channel in D, BCE, StepLR x0.5 every 50 epochs.
     "cdcgan": TrainConfig(
         preset="cdcgan", generator="dcgan", generator_config={"z_dim": 100},
         discriminator="condition-channel", discriminator_config={"norm": "batch"}, loss="bce",
         lr_g=2e-4, lr_d=1e-4, batch_size=128, lr_step_epochs=50, lr_gamma=0.5),
-    # Report 003: WGAN-GP with InstanceNorm critic, 5 critic steps, penalty 10, Adam(0, 0.9).
+    # WGAN-GP (seed report 003): InstanceNorm critic, 5 critic steps, penalty 10, Adam(0, 0.9).
     "wgan-gp": TrainConfig(
         preset="wgan-gp", generator="dcgan", generator_config={"z_dim": 100},
         discriminator="condition-channel", discriminator_config={"norm": "instance"}, loss="wgan-gp",
         lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), batch_size=128, n_critic=5, gp_weight=10.0, bf16=False),
-    # Report 004: SAGAN, spectral norm, hinge loss, condition through Linear(24 -> 200), lr 1e-4, batch 64.
+    # SAGAN (seed report 004): spectral norm, hinge loss, condition through Linear(24 -> 200), lr 1e-4, batch 64.
     "sagan": TrainConfig(
         preset="sagan", generator="sagan", discriminator="sagan", loss="hinge",
         lr_g=1e-4, lr_d=1e-4, betas=(0.0, 0.9), batch_size=64),
@@ -78,13 +78,13 @@ PRESETS: dict[str, TrainConfig] = {
     # hinge loss, EMA generator (with standing BatchNorm statistics), strong auxiliary signal from the start,
     # DiffAugment translation of D's inputs (without it D memorises the 18k images after ~60 epochs;
     # no colour jitter: colour is half of every label).
-    # Sized for CPU: ngf/ndf 32 at batch 32 runs ~6.5 iterations/s on 2 cores (bf16), 3.4x the
-    # iterations per minute of ngf/ndf 64 at batch 64 (benchmarks/train_speed.py).
+    # Sized for CPU: ngf/ndf 32 at batch 32 gives several times the iterations per minute of ngf/ndf 64 at
+    # batch 64 (measure with benchmarks/train_speed.py).
     # The noise must matter: G pays MSGAN's mode-seeking term over pairs of images drawn for one condition
     # with two noises, each pair's image/noise distance ratio capped at the real data's: two real images
     # of one object set differ by 0.053 mean abs per pixel, noises by E|z1 - z2| = 1.128 -> 0.047.
     "best": TrainConfig(
-        preset="best", generator="best", generator_config={"z_dim": 128, "ngf": 32},
+        preset="best", generator="cbn", generator_config={"z_dim": 128, "ngf": 32},
         mode_seeking_weight=1.0, mode_seeking_target=0.047,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",

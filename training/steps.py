@@ -34,15 +34,15 @@ def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return diff_augment(x, config.diffaugment)
 
 
-def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
+def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
            noise: torch.Tensor, autocast: dict) -> dict:
     """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``)."""
     d_loss_fn = losses.ADVERSARIAL[config.loss][0]
     with torch.autocast(**autocast):
         with torch.no_grad():
-            fake = m.g(noise, fake_labels)  # [B, 3, H, W]
-        real_adv, real_aux = m.d(d_input(real, config), labels)
-        fake_adv, _ = m.d(d_input(fake.float(), config), fake_labels)
+            fake = models.g(noise, fake_labels)  # [B, 3, H, W]
+        real_adv, real_aux = models.d(d_input(real, config), labels)
+        fake_adv, _ = models.d(d_input(fake.float(), config), fake_labels)
     loss = d_loss_fn(real_adv, fake_adv)
     out = {"d_adv": loss.item()}
     if real_aux is not None and config.aux_weight_d > 0:
@@ -50,14 +50,14 @@ def d_step(m: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Ten
         loss = loss + config.aux_weight_d * aux
         out["d_aux"] = aux.item()
     if config.loss == "wgan-gp":
-        gp = losses.gradient_penalty(lambda x: m.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
+        gp = losses.gradient_penalty(lambda x: models.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
         loss = loss + config.gp_weight * gp
         out["gp"] = gp.item()
-    m.optimize(loss, m.d, m.opt_d)
+    models.optimize(loss, models.d, models.opt_d)
     return out
 
 
-def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
+def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
            guide: nn.Module | None = None) -> dict:
     """One generator update: adversarial loss plus the (ramped) auxiliary classification loss, plus the frozen
     guide classifier's loss on the same (augmented) images when there is one.
@@ -69,11 +69,11 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
     half = len(labels) // 2
     if config.mode_seeking_weight > 0 and half:
         labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])  # [B, 24]
-    m.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
+    models.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
     with torch.autocast(**autocast):
-        fake = m.g(noise, labels)
+        fake = models.g(noise, labels)
         seen = d_input(fake.float(), config)  # [B, 3, H, W]
-        fake_adv, fake_aux = m.d(seen, labels)
+        fake_adv, fake_aux = models.d(seen, labels)
         guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.item()}
@@ -90,8 +90,8 @@ def g_step(m: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Te
         ms = losses.mode_seeking(fake, noise, config.mode_seeking_target)
         loss = loss + config.mode_seeking_weight * ms
         out["g_ms"] = ms.item()
-    m.optimize(loss, m.g, m.opt_g)
-    m.d.requires_grad_(True)
+    models.optimize(loss, models.g, models.opt_g)
+    models.d.requires_grad_(True)
     return out
 
 
