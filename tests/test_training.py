@@ -326,7 +326,7 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, evaluator: str
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     config = get_preset("best", batch_size=2, eval_every=100, eval_seeds=1, **TINY["best"])
-    result = train(config, RunOptions(device="cpu", out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
+    result = train(config, RunOptions(out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
                                       epochs=0.5, device="cpu", show_progress=False))
     flat = torch.cat([p.detach().flatten() for p in result["generator"].parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(world)]
