@@ -14,7 +14,9 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from cgan_export.errors import CganError
+from cgan_export.contract import EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
 from cgan_export.paths import EXPORTED_DIR as EXPORTED
+from cgan_export.runtime import BACKENDS, DEVICES
 
 # The training package: ``training/`` in a checkout, ``cgan_export.training`` in an installed wheel (which puts
 # no generic top-level name into site-packages).
@@ -38,28 +40,16 @@ DataOption = Annotated[Optional[Path], typer.Option("--data", help="i-CLEVR fold
 EvaluatorOption = Annotated[Path, typer.Option("--evaluator", help="Evaluator file.")]
 
 
-class Backend(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    torch = "torch"
+def choices(name: str, values) -> type[Enum]:
+    """A Typer choice type built from the values a module defines (one list of each, kept there)."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    cpu = "cpu"
-
-
-class Stem(str, Enum):
-    imagenet = "imagenet"
-    no_maxpool = "no-maxpool"
-    conv3x3 = "conv3x3"
-
-
-class ExportFormatChoice(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    all = "all"
+Backend = choices("Backend", BACKENDS)  # onnx, torchscript, torch
+Device = choices("Device", DEVICES)  # auto, cuda, cpu
+Stem = choices("Stem", STEMS)  # the evaluator's ResNet-18 stems
+ExportFormatChoice = choices("ExportFormatChoice", [f for f in EXPORT_FORMATS if f != "onnx-fp16"] + ["all"])
+OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)  # png, npz
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -94,7 +84,7 @@ def train(
                                                       "see --set d_warmup_steps=K).")] = None,
     guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train), used with "
                                                   "--set guide_weight=W; a resumed run reopens its own.")] = None,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device("auto"),
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Score and checkpoint every K iterations.")] = None,
@@ -134,14 +124,14 @@ def train(
 @friendly_errors
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (best.pt of a run).")],
-    format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript or all.")] = ExportFormatChoice.all,
+    format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript or all.")] = ExportFormatChoice("all"),
     out: Annotated[Path, typer.Option(help="Output folder.")] = EXPORTED,
     fp16: Annotated[bool, typer.Option(help="Also write an fp16 ONNX for CUDA (float32 inputs/outputs).")] = False,
 ) -> None:
     """Export a generator checkpoint to ONNX / TorchScript with metadata, checking parity against PyTorch."""
     from cgan_export.export import export as run_export
 
-    formats = ["onnx", "torchscript"] if format is ExportFormatChoice.all else [format.value]
+    formats = [f for f in EXPORT_FORMATS if f != "onnx-fp16"] if format.value == "all" else [format.value]
     if fp16:
         formats.append("onnx-fp16")
     run_export(checkpoint, formats, out, report=typer.echo)
@@ -156,14 +146,14 @@ def generate(
     seed: Annotated[int, typer.Option(help="Noise seed (same images on every backend).")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("outputs"),
     model: Annotated[Optional[Path], typer.Option(help="Model file (default: the shipped one in exported/).")] = None,
-    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend.onnx,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device.auto,
+    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend("onnx"),
+    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device("auto"),
     conditions: Annotated[Optional[Path], typer.Option(help="Lab-format JSON list of conditions instead of OBJECTS.")] = None,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Upscale factor of the written PNGs.")] = 4,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 256,
     no_grid: Annotated[bool, typer.Option("--no-grid", help="Skip the captioned grid.")] = False,
-    file_format: Annotated[str, typer.Option("--format", help="png: one file per image (and grid.png); npz: "
-                                             "shards of 10,000 images with their conditions and noise rows.")] = "png",
+    file_format: Annotated[OutputFormat, typer.Option("--format", help="png: one file per image (and grid.png); npz: "
+                                                      "shards of 10,000 images with their conditions and noise rows.")] = OutputFormat("png"),
     workers: Annotated[int, typer.Option(min=0, help="Writer threads (0: one per CPU).")] = 0,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
@@ -172,7 +162,7 @@ def generate(
     conds = read_conditions(objects, conditions)
     result = generate_to_folder(conds, n=n, seed=seed, out=out, model=model, backend=backend.value,
                                 device=device.value, scale=scale, batch_size=batch_size, grid=not no_grid,
-                                file_format=file_format, workers=workers)
+                                file_format=file_format.value, workers=workers)
     typer.echo(f"{result['images']} images ({result['backend']} on {result['device']}, "
                f"{result['images_per_second']:.0f} img/s) written to {out}")
     if result["grid"]:
@@ -184,8 +174,8 @@ def generate(
 def evaluate(
     model: Annotated[Optional[list[Path]], typer.Option(help="Model file (default: the shipped one); repeat to "
                                                         "compare several side by side.")] = None,
-    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend.onnx,
-    device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device.auto,
+    backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend("onnx"),
+    device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device("auto"),
     conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json of the data folder).")] = None,
     data: DataOption = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds.")] = 10,
@@ -241,7 +231,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     model: Annotated[Optional[Path], typer.Option(help="ONNX model file (default: the shipped one).")] = None,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device("auto"),
     max_batch: Annotated[int, typer.Option(min=1, help="Most images gathered into one model call.")] = 64,
     wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request of a batch waits for others.")] = 5.0,
 ) -> None:
@@ -284,7 +274,7 @@ def evaluator_train(
     out: Annotated[Path, typer.Option(help="Evaluator file to write.")] = EXPORTED / "evaluator.pt",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     stem: Annotated[Stem, typer.Option(help="ResNet-18 stem: the torchvision one; without its max-pool (finer features); or a 3x3 stride-1 first "
-                                      "conv before the max-pool (same compute as no-maxpool).")] = Stem.conv3x3,
+                                      "conv before the max-pool (same compute as no-maxpool).")] = Stem("conv3x3"),
     batch_size: Annotated[int, typer.Option(min=8, help="Batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 0,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,

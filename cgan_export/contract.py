@@ -16,6 +16,9 @@ from . import __version__
 from .errors import ModelFileError
 from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 
+EXPORT_FORMATS = ("onnx", "torchscript", "onnx-fp16")  # what `export` writes (cgan_export.export.FORMATS)
+OUTPUT_FORMATS = ("png", "npz")  # what `generate` writes
+STEMS = ("imagenet", "no-maxpool", "conv3x3")  # the evaluator's ResNet-18 stems (cgan_export.evaluator)
 FORMAT_VERSION = 1  # of the metadata and of generator checkpoints
 METADATA_KEY = "cgan_export"  # the ONNX metadata_props key of the artifact's metadata JSON
 TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the same JSON

@@ -9,12 +9,12 @@ import torch.nn as nn
 import torchvision
 
 from .checkpoint import read_kind
+from .contract import STEMS
 from .vocabulary import Vocabulary
 
 EVALUATOR_KIND = "cgan-export/evaluator"
 
 
-STEMS = ("imagenet", "no-maxpool", "conv3x3")
 
 
 def build_classifier(num_classes: int = 24, stem: str = "imagenet") -> nn.Module:

@@ -17,13 +17,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .api import Batch, Generator
+from .contract import OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
 from .images import save_grid, save_png, slug
 from .io import atomic_path, ensure_writable_dir
 from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
-FORMATS = ("png", "npz")
 SHARD_IMAGES = 10_000  # images per .npz shard
 
 
@@ -88,8 +88,8 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     """Validate everything, then write one PNG per sample (and, for small requests, a captioned grid) or
     ``.npz`` shards (``images`` uint8 [B, H, W, 3], ``conditions`` [B, C], ``condition_index``, ``sample_index``,
     ``noise_row`` and ``seed``: image k of a run is row k of the seed's noise stream)."""
-    if file_format not in FORMATS:
-        raise CganError(f"unknown output format {file_format!r}; choose one of {', '.join(FORMATS)}")
+    if file_format not in OUTPUT_FORMATS:
+        raise CganError(f"unknown output format {file_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     gen = Generator.load(model, backend, device)
     canonical = gen.conditions(conditions)  # validates every name before any write
     multi_hot = gen.vocabulary.encode_batch(canonical)  # [C, num_classes]

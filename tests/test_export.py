@@ -248,3 +248,13 @@ def test_a_checkpoint_with_an_unknown_config_key_is_one_clean_error(tmp_path, vo
     torch.save(ckpt, tmp_path / "g.pt")
     with pytest.raises(ModelFileError, match="cannot rebuild its generator"):
         load_generator(tmp_path / "g.pt")
+
+
+def test_the_format_table_and_the_cli_choices_come_from_one_list():
+    from cgan_export.contract import EXPORT_FORMATS
+    from cgan_export.export import FORMATS
+    from cgan_export.runtime import BACKENDS, DEVICES
+    from cli import Backend, Device
+
+    assert tuple(FORMATS) == EXPORT_FORMATS
+    assert [b.value for b in Backend] == list(BACKENDS) and [d.value for d in Device] == list(DEVICES)
