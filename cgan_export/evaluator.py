@@ -67,11 +67,12 @@ class Evaluator:
     def scores(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Sigmoid outputs [N, 24] for float images [N, 3, H, W] in [-1, 1]."""
         out = []
+        device = next(self.net.parameters()).device
         for chunk in images.split(batch_size):
-            chunk = chunk.float()
+            chunk = chunk.to(device).float()
             if chunk.shape[-1] != self.image_size:
                 chunk = nn.functional.interpolate(chunk, size=self.image_size, mode="area")
-            out.append(torch.sigmoid(self.net(chunk.contiguous(memory_format=torch.channels_last)).float()))
+            out.append(torch.sigmoid(self.net(chunk.contiguous(memory_format=torch.channels_last)).float()).cpu())
         return torch.cat(out)
 
     def accuracy(self, images: torch.Tensor, conditions: torch.Tensor) -> float:

@@ -39,12 +39,13 @@ def pooled_features(evaluator: Evaluator, images: np.ndarray | torch.Tensor, bat
     """The evaluator's pooled 512-d features [N, 512] of images [N, 3, H, W] in [-1, 1] (float64)."""
     trunk = torch.nn.Sequential(*list(evaluator.net.children())[:-1])  # everything but fc
     images = torch.as_tensor(images)
+    device = next(evaluator.net.parameters()).device
     out = []
     for chunk in images.split(batch_size):
-        chunk = chunk.float()
+        chunk = chunk.to(device).float()
         if chunk.shape[-1] != evaluator.image_size:
             chunk = torch.nn.functional.interpolate(chunk, size=evaluator.image_size, mode="area")
-        out.append(trunk(chunk.contiguous(memory_format=torch.channels_last)).flatten(1).double())
+        out.append(trunk(chunk.contiguous(memory_format=torch.channels_last)).flatten(1).double().cpu())
     return torch.cat(out).numpy()
 
 

@@ -102,3 +102,42 @@ def test_malformed_json_and_oversized_bodies_are_refused(served):
     assert reply.status_code == 413
     reply = client.get("/grid.png", params={"objects": ["red cube"], "n": "many"})
     assert reply.status_code == 422 and "n" in reply.json()["error"]
+
+
+@pytest.mark.slow
+def test_the_web_page_shows_generated_images_in_a_real_headless_browser(tmp_path):
+    """Chromium (Debian's package) loads the page, which fills its form from the URL, posts and shows n images."""
+    import re
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("needs Chromium (apt-get install chromium)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port), "--device", "cpu"], cwd=root,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/?objects=red+cube&objects=blue+cylinder&n=5&seed=3"
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                              f"--user-data-dir={tmp_path}", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=120).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', dom)
+    assert images == ["red cube, blue cylinder"] * 5, dom[-1500:]

@@ -89,14 +89,20 @@ class Run:
         self.models = Models(config, len(self.data.vocabulary), int(self.data.images.shape[-1]), self.device, self.parallel.world)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.parallel.rank)
         self.steps_per_epoch = len(self.data) // (config.batch_size * self.parallel.world)
+        on_gpu = self.device.type == "cuda"  # the uint8 images live on the GPU: no host copies per step
+        self.images = self.data.images.to(self.device) if on_gpu else self.data.images  # [N, 3, H, W] uint8
+        self.labels = self.data.labels.to(self.device) if on_gpu else self.data.labels  # [N, 24]
+        evaluator.net.to(self.device)  # scoring runs where training runs
         self.scorer = RunScorer(evaluator, self.data, config.eval_seeds) if self.parallel.main else None
         self.state = RunState(evaluator=evaluator.info["sha256"][:16], selection_rule=SELECTION_RULE)
-        self.running: dict[str, float] = {}  # running means of the losses
+        self.running: dict[str, torch.Tensor] = {}  # running means of the losses (on the device: no sync per step)
 
     # -- phase 1: open ------------------------------------------------------------------------------
     def open(self) -> None:
         """Resume, fine-tune or start fresh; write ``config.json``; open the guide; compile on request."""
-        if self.options.resume and self.last_path.exists():
+        if self.options.resume and not self.last_path.exists() and not (self.out / "last-previous.pt").exists():
+            self.console.print(f"--resume: {self.out} holds no run yet; starting a new one")
+        if self.options.resume and (self.last_path.exists() or (self.out / "last-previous.pt").exists()):
             self._resume()
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
@@ -157,8 +163,9 @@ class Run:
                     order_epoch, order = epoch, epoch_order(config.seed, epoch, len(self.data), self.weights)
                 first = (pos * self.parallel.world + self.parallel.rank) * config.batch_size
                 self.step(order[first:first + config.batch_size], autocast, max_steps)
-                info = " ".join(f"{k} {v:.3f}" for k, v in self.running.items()) + f" acc {state.last_score:.3f}"
-                progress.update(task, completed=state.step, info=info)
+                if state.step % 50 == 0:  # reading the losses syncs with the device: not every step
+                    info = " ".join(f"{k} {v:.3f}" for k, v in self.losses().items()) + f" acc {state.last_score:.3f}"
+                    progress.update(task, completed=state.step, info=info)
                 if state.step % config.eval_every == 0 and self.parallel.main:
                     state.elapsed = start_elapsed + time.time() - t0
                     self.evaluate_and_save()
@@ -173,13 +180,14 @@ class Run:
     def step(self, idx: torch.Tensor, autocast: dict, max_steps: int | None) -> None:
         """One iteration on the images ``idx``: critic steps, a G step, the EMA update."""
         config, models, state, device = self.config, self.models, self.state, self.device
-        real = to_float(self.data.images[idx]).to(device)  # [B, 3, H, W]
+        idx = idx.to(self.images.device)
+        real = to_float(self.images[idx])  # [B, 3, H, W]
         if config.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        labels = self.data.labels[idx]  # [B, 24]
-        fake_labels = mix_conditions(labels, config.random_condition_fraction, self.groups, config.random_same_colour,
-                                     self.noise_gen).to(device)  # [B, 24] what G draws
-        labels = labels.to(device)
+        labels = self.labels[idx]  # [B, 24]
+        fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
+                       mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups, config.random_same_colour,
+                                      self.noise_gen).to(device))
         models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, max_steps))
         models.g.train(), models.d.train()
         z_dim = models.g.config.z_dim
@@ -207,7 +215,7 @@ class Run:
         record = {"step": state.step, "epoch": state.step * config.batch_size * self.parallel.world / len(self.data),
                   "images_seen": state.images_seen, "minutes": state.elapsed / 60,
                   "images_per_second": state.images_seen / max(state.elapsed, 1e-9),
-                  "losses": dict(self.running), **metrics}
+                  "losses": self.losses(), **metrics}
         append_jsonl(out / "metrics.jsonl", record)
         state.last_score = metrics["score"]
         cond = next(iter(self.scorer.sets.values())).to(self.device)  # [N, 24]
@@ -225,6 +233,10 @@ class Run:
                    if card else "")
         self.console.print(f"step {state.step} ({state.elapsed / 60:.1f} min, {record['images_per_second']:.0f} img/s): "
                            f"{accs}{figures} selection {metrics['selection']:.3f} best {state.best_score:.3f}")
+
+    def losses(self) -> dict[str, float]:
+        """The running means of the loss terms, as numbers."""
+        return {k: float(v) for k, v in self.running.items()}
 
     def save_last(self) -> None:
         """Everything needed to resume, in ``last.pt`` (the one it replaces is kept as ``last-previous.pt``)."""

@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from cgan_export.errors import CganError
+from cgan_export.networks import ARCHITECTURE_ALIASES
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,8 @@ def check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
     """Refuse to resume a run under another config than the one it was trained with (scoring fields aside)."""
     wanted = {k: v for k, v in config.to_dict().items() if k not in SCORING_FIELDS}
     saved = {k: v for k, v in saved.items() if k not in SCORING_FIELDS}
+    if "generator" in saved:  # runs started before an architecture was renamed
+        saved["generator"] = ARCHITECTURE_ALIASES.get(saved["generator"], saved["generator"])
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**{k: defaults[k] for k in wanted if k not in saved and k in defaults}, **saved}
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))

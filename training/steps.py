@@ -36,7 +36,8 @@ def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
 
 def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
            noise: torch.Tensor, autocast: dict) -> dict:
-    """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``)."""
+    """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``); returns the loss
+    terms as detached tensors (no device sync per step)."""
     d_loss_fn = losses.ADVERSARIAL[config.loss][0]
     with torch.autocast(**autocast):
         with torch.no_grad():
@@ -44,15 +45,15 @@ def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torc
         real_adv, real_aux = models.d(d_input(real, config), labels)
         fake_adv, _ = models.d(d_input(fake.float(), config), fake_labels)
     loss = d_loss_fn(real_adv, fake_adv)
-    out = {"d_adv": loss.item()}
+    out = {"d_adv": loss.detach()}
     if real_aux is not None and config.aux_weight_d > 0:
         aux = losses.aux_bce(real_aux, labels)
         loss = loss + config.aux_weight_d * aux
-        out["d_aux"] = aux.item()
+        out["d_aux"] = aux.detach()
     if config.loss == "wgan-gp":
         gp = losses.gradient_penalty(lambda x: models.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
         loss = loss + config.gp_weight * gp
-        out["gp"] = gp.item()
+        out["gp"] = gp.detach()
     models.optimize(loss, models.d, models.opt_d)
     return out
 
@@ -76,20 +77,20 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         fake_adv, fake_aux = models.d(seen, labels)
         guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
-    out = {"g_adv": loss.item()}
+    out = {"g_adv": loss.detach()}
     if guide_logits is not None:
         guided = losses.aux_bce(guide_logits, labels)
         loss = loss + config.guide_weight * guided
-        out["g_guide"] = guided.item()
+        out["g_guide"] = guided.detach()
     weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
     if fake_aux is not None and weight > 0:
         aux = losses.aux_bce(fake_aux, labels)
         loss = loss + weight * aux
-        out["g_aux"] = aux.item()
+        out["g_aux"] = aux.detach()
     if config.mode_seeking_weight > 0 and half:
         ms = losses.mode_seeking(fake, noise, config.mode_seeking_target)
         loss = loss + config.mode_seeking_weight * ms
-        out["g_ms"] = ms.item()
+        out["g_ms"] = ms.detach()
     models.optimize(loss, models.g, models.opt_g)
     models.d.requires_grad_(True)
     return out
