@@ -52,9 +52,10 @@ class Generator:
         """Where the model runs: ``cuda`` or ``cpu``."""
         return getattr(self.backend, "device", "cpu")
 
-    def conditions(self, conditions: Conditions) -> list[list[str]]:
-        """Canonical object names per condition; one name or a list of names is one condition.  Unknown names,
-        repeats and too many objects are a :class:`~cgan_export.errors.VocabularyError`."""
+    def parse(self, conditions: Conditions) -> tuple[list[list[str]], np.ndarray]:
+        """Canonical object names per condition and their multi-hot float32 [C, num_classes], each condition
+        parsed once; one name or a list of names is one condition.  Unknown names, repeats and too many objects
+        are a :class:`~cgan_export.errors.VocabularyError`."""
         if isinstance(conditions, str):
             conditions = [conditions]
         conditions = list(conditions)
@@ -62,11 +63,19 @@ class Generator:
             raise VocabularyError("no condition given: e.g. generate(['red cube', 'blue cylinder'])")
         if all(isinstance(c, str) for c in conditions):
             conditions = [conditions]
-        return [[self.vocabulary.names[i] for i in self.vocabulary.parse(c)] for c in conditions]
+        indices = [self.vocabulary.parse(c) for c in conditions]
+        multi_hot = np.zeros((len(indices), len(self.vocabulary)), np.float32)  # [C, num_classes]
+        for row, idx in enumerate(indices):
+            multi_hot[row, idx] = 1.0
+        return [[self.vocabulary.names[i] for i in idx] for idx in indices], multi_hot
+
+    def conditions(self, conditions: Conditions) -> list[list[str]]:
+        """Canonical object names per condition (see :meth:`parse`)."""
+        return self.parse(conditions)[0]
 
     def encode(self, conditions: Conditions) -> np.ndarray:
-        """Multi-hot float32 [C, num_classes] of ``conditions`` (validated once, here)."""
-        return self.vocabulary.encode_batch(self.conditions(conditions))
+        """Multi-hot float32 [C, num_classes] of ``conditions`` (see :meth:`parse`)."""
+        return self.parse(conditions)[1]
 
     def batches(self, multi_hot: np.ndarray, n: int = 8, seed: int = 0, batch_size: int = 256) -> Iterator[Batch]:
         """``n`` images per row of ``multi_hot`` [C, num_classes], in chunks of ``batch_size`` (bounded memory).

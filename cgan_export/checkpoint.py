@@ -59,7 +59,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tup
         raise ModelFileError(f"cannot read {what} {path}: {first_line(exc)}") from None
 
 
-def read_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
+def read_file_of_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict, str]:
     """A weights-only file of one ``kind`` (evaluator, guide classifier) and the sha256 of its bytes; a foreign
     file is a :class:`ModelFileError` too."""
     ckpt, raw = read_checkpoint(path, f"{what} file", hint)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from .checkpoint import read_kind
+from .checkpoint import read_file_of_kind
 from .contract import STEMS
 from .vocabulary import Vocabulary
 
@@ -101,7 +101,7 @@ def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int
 
 def load_evaluator(path: Path) -> Evaluator:
     """Load an evaluator file written by ``cli.py evaluator train`` (weights only)."""
-    ckpt, sha256 = read_kind(path, EVALUATOR_KIND, "evaluator", "train one with: python cli.py evaluator train")
+    ckpt, sha256 = read_file_of_kind(path, EVALUATOR_KIND, "evaluator", "train one with: python cli.py evaluator train")
     vocabulary = Vocabulary.from_mapping(ckpt["vocabulary"])
     net = build_classifier(len(vocabulary), ckpt.get("stem", "imagenet"))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})

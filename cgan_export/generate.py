@@ -91,8 +91,7 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     if file_format not in OUTPUT_FORMATS:
         raise CganError(f"unknown output format {file_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     gen = Generator.load(model, backend, device)
-    canonical = gen.conditions(conditions)  # validates every name before any write
-    multi_hot = gen.vocabulary.encode_batch(canonical)  # [C, num_classes]
+    canonical, multi_hot = gen.parse(conditions)  # validates every name before any write; multi-hot [C, num_classes]
     out = ensure_writable_dir(Path(out))
     writer = BoundedWriter(workers or max(1, len(os.sched_getaffinity(0))), depth=4)
     kept, captions, count, start = [], [], 0, time.time()

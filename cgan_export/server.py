@@ -149,8 +149,8 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
         return await call_next(request)
 
     async def draw(objects: list[str], n: int, seed: int) -> tuple[list[str], np.ndarray]:
-        names = generator.conditions([objects])[0]  # VocabularyError -> 400
-        return names, await batcher.images_for(generator.vocabulary.encode(names), n, seed)
+        names, multi_hot = generator.parse([objects])  # VocabularyError -> 400
+        return names[0], await batcher.images_for(multi_hot[0], n, seed)
 
     @app.get("/health")
     async def health() -> dict:

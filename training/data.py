@@ -60,8 +60,7 @@ def load_vocabulary(root: Path) -> Vocabulary:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist (set --data or ${DATA_ENV})")
-    _read_json(root / "objects.json")
-    return Vocabulary.from_objects_json(root / "objects.json")
+    return Vocabulary.from_objects_json(root / "objects.json")  # reads and validates it once
 
 
 def load_conditions(path: Path, vocabulary: Vocabulary) -> list[list[str]]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from cgan_export.evaluator import build_classifier, evaluator_checkpoint, lab_accuracy
 from cgan_export.io import atomic_path
 
-from .data import ICLEVRData, load_dataset, scene_split, to_float
+from .data import ICLEVRData, load_dataset, scene_of, scene_split, to_float
 from .progress import make_progress
 
 
@@ -95,7 +95,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
                                    f"held-out lab accuracy {acc:.4f} ({time.time() - start:.0f} s)")
     elapsed = time.time() - start
     return {"holdout_lab_accuracy": acc, "holdout_images": len(hold),
-            "holdout_scenes": int(len({f.split('_')[2] for f in hold.files})),
+            "holdout_scenes": int(len({scene_of(f) for f in hold.files})),
             "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
 
 

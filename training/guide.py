@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from cgan_export.checkpoint import read_kind
+from cgan_export.checkpoint import read_file_of_kind
 from cgan_export.io import atomic_path
 
 from .data import load_dataset, scene_split
@@ -72,7 +72,7 @@ def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideCo
 
 def load_guide(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """A frozen guide in eval mode and its file's description (config, metrics, vocabulary, sha256)."""
-    ckpt, sha256 = read_kind(path, GUIDE_KIND, "guide classifier", "train one with: python cli.py guide train")
+    ckpt, sha256 = read_file_of_kind(path, GUIDE_KIND, "guide classifier", "train one with: python cli.py guide train")
     net = GuideClassifier(len(ckpt["vocabulary"]), ckpt["config"]["width"])
     net.load_state_dict(ckpt["state_dict"])
     net = net.to(device).eval().requires_grad_(False)

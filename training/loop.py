@@ -34,7 +34,7 @@ from .models import Models
 from .options import RunOptions, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
-from .report import append_jsonl, plot_curves, read_jsonl, save_grid
+from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
 from .run_folder import RunFolderLock, load_last, save_last
 from .scoring import RunScorer
 from .steps import d_step, epoch_order, g_step, lr_factor
@@ -221,7 +221,7 @@ class Run:
         cond = next(iter(self.scorer.sets.values())).to(self.device)  # [N, 24]
         fixed_noise = torch.from_numpy(make_noise(len(cond), g.config.z_dim, 0)).to(self.device)  # [N, Z]
         with torch.no_grad():
-            save_grid(g(fixed_noise, cond).float().cpu(), out / "samples" / f"step{state.step:07d}.png")
+            save_sample_grid(g(fixed_noise, cond).float().cpu(), out / "samples" / f"step{state.step:07d}.png")
         plot_curves(out / "metrics.jsonl", out / "curves.png")
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]

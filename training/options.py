@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cgan_export.errors import CganError
+from cgan_export.runtime import torch_device as runtime_torch_device
 from cgan_export.paths import EXPORTED_DIR
 
 
@@ -31,9 +31,6 @@ class RunOptions:
 
 
 def torch_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CganError("--device cuda was asked for but no CUDA GPU is usable here")
-    return torch.device(name)
+    """``auto`` -> CUDA when torch sees a GPU, else CPU; ``cuda`` without one is an error (one rule for every
+    torch path: ``cgan_export.runtime.torch_device``)."""
+    return torch.device(runtime_torch_device(name))

@@ -34,7 +34,7 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+def save_sample_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Save images [N, 3, H, W] in [-1, 1] as one PNG grid, atomically."""
     with atomic_path(path) as tmp:
         vutils.save_image(images * 0.5 + 0.5, tmp, nrow=nrow, format="png")
