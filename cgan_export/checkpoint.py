@@ -6,6 +6,7 @@ import copy
 import hashlib
 import io
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 import torch.nn as nn
@@ -68,7 +69,22 @@ def read_file_of_kind(path: Path, kind: str, what: str, hint: str) -> tuple[dict
     return ckpt, hashlib.sha256(raw).hexdigest()
 
 
-def load_generator(path: Path) -> tuple[nn.Module, dict]:
+class CheckpointInfo(TypedDict, total=False):
+    """What a generator checkpoint says about itself (everything but the weights)."""
+
+    kind: str
+    format_version: int
+    architecture: str
+    config: dict  # rebuilds the network with build_generator
+    vocabulary: dict[str, int]
+    max_objects: int
+    z_dim: int
+    image_size: int
+    metrics: dict  # the scores it was picked by
+    training: dict  # preset, config, step, minutes, lineage
+
+
+def load_generator(path: Path) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the generator from a checkpoint file alone; returns ``(net in eval mode, checkpoint info)``."""
     ckpt, _ = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("kind") != GENERATOR_KIND:

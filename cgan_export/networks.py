@@ -277,21 +277,37 @@ class SAGANGenerator(nn.Module):
         super().__init__()
         self.config = c = config
         g = c.ngf
-        self.conditionExpand = nn.Sequential(nn.Linear(c.num_classes, c.condition_dim), nn.ReLU())
-        self.l1 = up_block(c.z_dim + c.condition_dim, g * 8, 4, 1, 0)  # [N, 8g, 4, 4]
-        self.l2 = up_block(g * 8, g * 4)  # 8x8
-        self.l3 = up_block(g * 4, g * 2)  # 16x16
+        self.condition_expand = nn.Sequential(nn.Linear(c.num_classes, c.condition_dim), nn.ReLU())
+        self.up4 = up_block(c.z_dim + c.condition_dim, g * 8, 4, 1, 0)  # [N, 8g, 4, 4]
+        self.up8 = up_block(g * 8, g * 4)  # 8x8
+        self.up16 = up_block(g * 4, g * 2)  # 16x16
         self.attn1 = SelfAttention(g * 2)
-        self.l4 = up_block(g * 2, g)  # 32x32
+        self.up32 = up_block(g * 2, g)  # 32x32
         self.attn2 = SelfAttention(g)
-        self.l5 = nn.ConvTranspose2d(g, 3, 4, 2, 1)  # 64x64
+        self.to_rgb = nn.ConvTranspose2d(g, 3, 4, 2, 1)  # 64x64
         init_dcgan(self)
+        self._register_load_state_dict_pre_hook(rename_old_keys(SAGAN_GENERATOR_NAMES))
 
     def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([noise, self.conditionExpand(condition)], dim=1)[:, :, None, None]  # [N, Z + 200, 1, 1]
-        x = self.l3(self.l2(self.l1(x)))
-        x = self.l4(self.attn1(x))
-        return torch.tanh(self.l5(self.attn2(x)))  # [N, 3, 64, 64]
+        x = torch.cat([noise, self.condition_expand(condition)], dim=1)[:, :, None, None]  # [N, Z + 200, 1, 1]
+        x = self.up16(self.up8(self.up4(x)))
+        x = self.up32(self.attn1(x))
+        return torch.tanh(self.to_rgb(self.attn2(x)))  # [N, 3, 64, 64]
+
+
+SAGAN_GENERATOR_NAMES = {"conditionExpand.": "condition_expand.", "l1.": "up4.", "l2.": "up8.", "l3.": "up16.",
+                         "l4.": "up32.", "l5.": "to_rgb."}  # checkpoints written before the rename
+
+
+def rename_old_keys(names: dict[str, str]) -> Callable:
+    """A ``load_state_dict`` pre-hook that reads weights saved under older submodule names."""
+    def hook(state_dict, prefix, *args):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            for old, new in names.items():
+                if key[len(prefix):].startswith(old):
+                    state_dict[prefix + new + key[len(prefix) + len(old):]] = state_dict.pop(key)
+                    break
+    return hook
 
 
 def fuse_conv_bn(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:

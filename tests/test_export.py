@@ -258,3 +258,17 @@ def test_the_format_table_and_the_cli_choices_come_from_one_list():
 
     assert tuple(FORMATS) == EXPORT_FORMATS
     assert [b.value for b in Backend] == list(BACKENDS) and [d.value for d in Device] == list(DEVICES)
+
+
+def test_sagan_weights_saved_under_the_old_layer_names_still_load():
+    from cgan_export.networks import SAGAN_GENERATOR_NAMES, build_generator
+
+    config = {"z_dim": 16, "ngf": 8, "condition_dim": 16}
+    net = build_generator("sagan", config)
+    renamed = {new: old for old, new in SAGAN_GENERATOR_NAMES.items()}
+    old_state = {next((renamed[p] + k[len(p):] for p in renamed if k.startswith(p)), k): v for k, v in net.state_dict().items()}
+    assert any(k.startswith("l1.") for k in old_state) and any(k.startswith("conditionExpand.") for k in old_state)
+    again = build_generator("sagan", config)
+    again.load_state_dict(old_state)  # strict: every old name maps onto a new one
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from cgan_export.networks import SelfAttention, init_dcgan
+from cgan_export.networks import SelfAttention, init_dcgan, rename_old_keys
 
 
 def _sn(module: nn.Module, enabled: bool) -> nn.Module:
@@ -97,18 +97,20 @@ class SAGANDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64):
         super().__init__()
-        self.l1 = nn.Sequential(spectral_norm(nn.Conv2d(3, ndf, 4, 2, 1)), nn.LeakyReLU(0.1))  # 32
-        self.l2 = nn.Sequential(spectral_norm(nn.Conv2d(ndf, ndf * 2, 4, 2, 1)), nn.LeakyReLU(0.1))  # 16
+        self.down32 = nn.Sequential(spectral_norm(nn.Conv2d(3, ndf, 4, 2, 1)), nn.LeakyReLU(0.1))  # 32
+        self.down16 = nn.Sequential(spectral_norm(nn.Conv2d(ndf, ndf * 2, 4, 2, 1)), nn.LeakyReLU(0.1))  # 16
         self.attn1 = SelfAttention(ndf * 2)
-        self.l3 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1)), nn.LeakyReLU(0.1))  # 8
+        self.down8 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1)), nn.LeakyReLU(0.1))  # 8
         self.attn2 = SelfAttention(ndf * 4)
-        self.l4 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1)), nn.LeakyReLU(0.1))  # 4
+        self.down4 = nn.Sequential(spectral_norm(nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1)), nn.LeakyReLU(0.1))  # 4
         self.adv = spectral_norm(nn.Linear(ndf * 8, 1))
         self.embed = spectral_norm(nn.Linear(num_classes, ndf * 8, bias=False))
+        self._register_load_state_dict_pre_hook(rename_old_keys({"l1.": "down32.", "l2.": "down16.", "l3.": "down8.",
+                                                                 "l4.": "down4."}))
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, None]:
-        x = self.attn1(self.l2(self.l1(image)))
-        h = self.l4(self.attn2(self.l3(x))).sum(dim=(2, 3))  # [N, 8ndf]
+        x = self.attn1(self.down16(self.down32(image)))
+        h = self.down4(self.attn2(self.down8(x))).sum(dim=(2, 3))  # [N, 8ndf]
         return (self.adv(h).squeeze(1) + (self.embed(condition) * h).sum(1)).float(), None
 
 
