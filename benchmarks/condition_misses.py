@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cgan_export.paths import EXPORTED_DIR
-from cgan_export.checkpoint import make_noise
+from cgan_export.contract import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.runtime import Backend, metadata_vocabulary, open_backend
 from cgan_export.vocabulary import read_condition_file

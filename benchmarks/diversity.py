@@ -19,7 +19,7 @@ sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout
 
 import numpy as np
 
-from cgan_export.checkpoint import make_noise
+from cgan_export.contract import make_noise
 from cgan_export.runtime import open_backend, metadata_vocabulary
 from cgan_export.vocabulary import read_condition_file
 from training.data import resolve_data_root

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from cgan_export.paths import EXPORTED_DIR
-from cgan_export.checkpoint import make_noise
+from cgan_export.contract import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.runtime import open_backend
 from training.data import load_dataset, resolve_data_root, to_float

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from cgan_export.paths import EXPORTED_DIR
-from cgan_export.checkpoint import make_noise
+from cgan_export.contract import make_noise
 from cgan_export.evaluator import load_evaluator
 from cgan_export.runtime import metadata_vocabulary, open_backend
 from cgan_export.vocabulary import read_condition_file

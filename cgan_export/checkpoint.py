@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from .contract import FORMAT_VERSION, make_noise  # noqa: F401  (make_noise: the one noise stream, re-exported)
+from .contract import FORMAT_VERSION
 from .errors import ModelFileError, first_line
 from .io import atomic_path
 from .networks import ARCHITECTURE_ALIASES, GENERATORS, build_generator, fold_batchnorms, generator_config

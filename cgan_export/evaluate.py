@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import make_noise
+from .contract import make_noise
 from .evaluator import Evaluator, per_object_hits
 from .runtime import Backend, metadata_vocabulary
 from .vocabulary import read_condition_file

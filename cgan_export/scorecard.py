@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .checkpoint import make_noise
+from .contract import make_noise
 from .evaluator import Evaluator
 
 GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (noise [N, Z], condition [N, C]) -> images [N, 3, H, W]

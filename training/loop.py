@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 from rich.console import Console
 
-from cgan_export.checkpoint import generator_checkpoint, make_noise
+from cgan_export.checkpoint import generator_checkpoint
+from cgan_export.contract import make_noise
 from cgan_export.errors import CganError, ModelFileError
 from cgan_export.evaluator import load_evaluator
 from cgan_export.io import atomic_path, write_json

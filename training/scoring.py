@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from cgan_export import scorecard
-from cgan_export.checkpoint import load_generator, make_noise
+from cgan_export.checkpoint import load_generator
+from cgan_export.contract import make_noise
 from cgan_export.evaluate import mean_over_seeds
 from cgan_export.evaluator import Evaluator
 
