@@ -216,7 +216,7 @@ class Run:
         record = {"step": state.step, "epoch": state.step * config.batch_size * self.parallel.world / len(self.data),
                   "images_seen": state.images_seen, "minutes": state.elapsed / 60,
                   "images_per_second": state.images_seen / max(state.elapsed, 1e-9),
-                  "losses": self.losses(), **metrics}
+                  "losses": self.losses(), **metrics, "selection_rule": SELECTION_RULE}
         append_jsonl(out / "metrics.jsonl", record)
         state.last_score = metrics["score"]
         cond = next(iter(self.scorer.sets.values())).to(self.device)  # [N, 24]
