@@ -95,7 +95,8 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset field, KEY=VALUE (JSON "
                                                       "value), e.g. --set ema_decay=0; repeatable.")] = None,
 ) -> None:
-    """Train a preset; keeps best.pt (by lab accuracy) and last.pt (to --resume) in the run folder."""
+    """Train a preset; keeps best.pt (by the selection rule: accuracy gated by diversity and fidelity) and last.pt
+    (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
     default_cache_dir, = training_names("data", "default_cache_dir")
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
     PRESETS, get_preset, parse_overrides = training_names("presets", "PRESETS", "get_preset", "parse_overrides")
