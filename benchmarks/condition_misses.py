@@ -23,7 +23,8 @@ import torch
 from cgan_export.paths import EXPORTED_DIR
 from cgan_export.contract import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
-from cgan_export.runtime import Backend, metadata_vocabulary, open_backend
+from cgan_export.contract import metadata_vocabulary
+from cgan_export.runtime import Backend, open_backend
 from cgan_export.vocabulary import read_condition_file
 from training.data import resolve_data_root
 

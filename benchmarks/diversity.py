@@ -20,7 +20,8 @@ sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout
 import numpy as np
 
 from cgan_export.contract import make_noise
-from cgan_export.runtime import open_backend, metadata_vocabulary
+from cgan_export.contract import metadata_vocabulary
+from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 from training.data import resolve_data_root
 

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from cgan_export.paths import EXPORTED_DIR
 from cgan_export.contract import make_noise
 from cgan_export.evaluator import load_evaluator
-from cgan_export.runtime import metadata_vocabulary, open_backend
+from cgan_export.contract import metadata_vocabulary
+from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 from training.data import load_dataset, resolve_data_root, scene_split, to_float
 

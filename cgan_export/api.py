@@ -15,8 +15,9 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 
-from .errors import VocabularyError
-from .runtime import Backend, metadata_vocabulary, noise_stream, open_backend, to_uint8
+from .contract import metadata_vocabulary, noise_stream
+from .errors import CganError, VocabularyError
+from .runtime import Backend, open_backend, to_uint8
 from .vocabulary import Vocabulary
 
 Conditions = Union[str, Sequence[str], Sequence[Sequence[str]]]
@@ -84,7 +85,7 @@ class Generator:
         size draws the same images.
         """
         if n < 1 or batch_size < 1:
-            raise VocabularyError(f"n and batch_size must be positive (got n={n}, batch_size={batch_size})")
+            raise CganError(f"n and batch_size must be positive (got n={n}, batch_size={batch_size})")
         total = len(multi_hot) * n
         noise = noise_stream(seed, int(self.metadata["z_dim"]))
         for start in range(0, total, batch_size):

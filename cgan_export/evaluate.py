@@ -10,7 +10,8 @@ import torch
 
 from .contract import make_noise
 from .evaluator import Evaluator, per_object_hits
-from .runtime import Backend, metadata_vocabulary
+from .contract import metadata_vocabulary
+from .runtime import Backend
 from .vocabulary import read_condition_file
 
 

@@ -7,7 +7,6 @@ written atomically, so Ctrl-C or a full disk leaves no half-written file.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +20,7 @@ from .contract import OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
 from .images import save_grid, save_png, slug
 from .io import atomic_path, ensure_writable_dir
+from .runtime import usable_cpus
 from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
@@ -72,13 +72,18 @@ def _png_job(batch: Batch, names: list[str], out: Path, scale: int) -> Callable[
     return job
 
 
-def _npz_job(images: np.ndarray, multi_hot: np.ndarray, condition_index: np.ndarray, sample_index: np.ndarray,
-             seed: int, start: int, path: Path) -> Callable[[], None]:
+def _npz_job(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path) -> Callable[[], None]:
+    """Write one shard: images, their conditions, condition and sample indices, noise rows and the seed."""
+    images = np.concatenate([b.images for b in shard])  # [B, H, W, 3]
+    condition_index = np.concatenate([b.condition_index for b in shard])  # [B]
+    first = shard[0].start
+
     def job() -> None:
-        with atomic_path(path) as tmp:
+        with atomic_path(out / f"images-{first:09d}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, images=images, conditions=multi_hot[condition_index], condition_index=condition_index,
-                         sample_index=sample_index, noise_row=np.arange(start, start + len(images)), seed=np.array(seed))
+                         sample_index=np.concatenate([b.sample_index for b in shard]),
+                         noise_row=np.arange(first, first + len(images)), seed=np.array(seed))
     return job
 
 
@@ -93,16 +98,17 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     gen = Generator.load(model, backend, device)
     canonical, multi_hot = gen.parse(conditions)  # validates every name before any write; multi-hot [C, num_classes]
     out = ensure_writable_dir(Path(out))
-    writer = BoundedWriter(workers or max(1, len(os.sched_getaffinity(0))), depth=4)
+    writer = BoundedWriter(workers or len(usable_cpus()), depth=4)
     kept, captions, count, start = [], [], 0, time.time()
-    shard: list[Batch] = []
+    shard: list[Batch] = []  # npz: batches waiting for a full shard
     try:
         for batch in gen.batches(multi_hot, n, seed, batch_size if file_format == "png" else max(batch_size, 256)):
             count += len(batch.images)
             if file_format == "npz":
                 shard.append(batch)
-                if sum(len(b.images) for b in shard) >= SHARD_IMAGES:
-                    writer.submit(_shard_job(shard, multi_hot, seed, out)), shard.clear()
+                if count - shard[0].start >= SHARD_IMAGES:
+                    writer.submit(_npz_job(shard, multi_hot, seed, out))
+                    shard = []
                 continue
             names = [f"{slug(canonical[c])}_{i:03d}.png" for c, i in zip(batch.condition_index, batch.sample_index)]
             if len(conditions) > 1:
@@ -113,7 +119,7 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
                 kept.extend(take)
                 captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
         if shard:
-            writer.submit(_shard_job(shard, multi_hot, seed, out))
+            writer.submit(_npz_job(shard, multi_hot, seed, out))
         writer.close()
     except BaseException:
         writer.close(cancel=True)  # jobs already running finish their files; queued ones are dropped
@@ -125,10 +131,3 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
         grid_path = save_grid(kept, captions, out / "grid.png", columns=min(columns, len(kept)), scale=max(1, scale // 2))
     return {"images": count, "grid": grid_path, "seconds": elapsed, "images_per_second": count / max(elapsed, 1e-9),
             "backend": backend, "device": gen.device}
-
-
-def _shard_job(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path) -> Callable[[], None]:
-    first = shard[0].start
-    return _npz_job(np.concatenate([b.images for b in shard]), multi_hot,
-                    np.concatenate([b.condition_index for b in shard]), np.concatenate([b.sample_index for b in shard]),
-                    seed, first, out / f"images-{first:09d}.npz")

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .contract import METADATA_KEY, build_metadata, TS_METADATA_FILE, metadata_vocabulary, noise_stream, parse_metadata  # noqa: F401
+from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, parse_metadata
 from .errors import CganError, ModelFileError, first_line
 from .paths import EXPORTED_DIR
 

@@ -36,7 +36,7 @@ from .options import RunOptions, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
-from .run_folder import RunFolderLock, load_last, save_last
+from .run_folder import PREVIOUS, RunFolderLock, load_last, save_last
 from .scoring import RunScorer
 from .steps import d_step, epoch_order, g_step, lr_factor
 
@@ -78,9 +78,7 @@ class Run:
         self.last_path = self.out / "last.pt"
         if self.last_path.exists() and not options.resume:
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
-        self.lock = RunFolderLock(self.out)
-        if self.parallel.main:
-            self.lock.acquire()  # before anything is read or written: one run per folder
+        self.lock = RunFolderLock(self.out)  # taken by open(), given back by close()
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
         evaluator = load_evaluator(options.evaluator)
         self.data: ICLEVRData = load_dataset(options.data)
@@ -101,9 +99,12 @@ class Run:
     # -- phase 1: open ------------------------------------------------------------------------------
     def open(self) -> None:
         """Resume, fine-tune or start fresh; write ``config.json``; open the guide; compile on request."""
-        if self.options.resume and not self.last_path.exists() and not (self.out / "last-previous.pt").exists():
+        if self.parallel.main:
+            self.lock.acquire()  # before anything is written: one run per folder
+        has_run = self.last_path.exists() or (self.out / PREVIOUS).exists()
+        if self.options.resume and not has_run:
             self.console.print(f"--resume: {self.out} holds no run yet; starting a new one")
-        if self.options.resume and (self.last_path.exists() or (self.out / "last-previous.pt").exists()):
+        if self.options.resume and has_run:
             self._resume()
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)

@@ -34,9 +34,8 @@ def torch_generate(g: nn.Module, device: torch.device, batch_size: int = 256) ->
     @torch.no_grad()
     def run(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         g.eval()
-        out = [g(torch.from_numpy(z).to(device), torch.from_numpy(c).to(device)).float().cpu()
-               for z, c in zip(np.array_split(noise, max(1, -(-len(noise) // batch_size))),
-                               np.array_split(condition, max(1, -(-len(noise) // batch_size))))]
+        out = [g(torch.from_numpy(noise[i:i + batch_size]).to(device), torch.from_numpy(condition[i:i + batch_size]).to(device))
+               .float().cpu() for i in range(0, len(noise), batch_size)]
         return torch.cat(out).numpy()  # [N, 3, H, W]
     return run
 
