@@ -36,8 +36,10 @@ guide_app = typer.Typer(help="The guide classifier: a small frozen classifier wh
                              "(--set guide_weight=W); never the evaluator.", no_args_is_help=True)
 app.add_typer(guide_app, name="guide")
 
-DataOption = Annotated[Optional[Path], typer.Option("--data", help="i-CLEVR folder (default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
-EvaluatorOption = Annotated[Path, typer.Option("--evaluator", help="Evaluator file.")]
+DataOption = Annotated[Optional[Path], typer.Option("--data", help="Data folder in the lab layout, e.g. ../shared/anime-faces "
+                                                    "(default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
+EvaluatorOption = Annotated[Optional[Path], typer.Option("--evaluator", help="Evaluator file (default: the shipped one "
+                                                         "whose classes are the data's or model's).")]
 
 
 def choices(name: str, values) -> type[Enum]:
@@ -88,7 +90,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Score and checkpoint every K iterations.")] = None,
-    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    evaluator: EvaluatorOption = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile",
                                                     help="torch.compile G and D (default: on CUDA only).")] = None,
@@ -177,12 +179,13 @@ def evaluate(
                                                         "compare several side by side.")] = None,
     backend: Annotated[Backend, typer.Option(help="onnx, torchscript or torch.")] = Backend("onnx"),
     device: Annotated[Device, typer.Option(help="auto, cuda or cpu.")] = Device("auto"),
-    conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json of the data folder).")] = None,
+    conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json "
+                                                             "of the data folder; every group combination for groups).")] = None,
     data: DataOption = None,
     seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds.")] = 10,
     first_seed: Annotated[int, typer.Option(min=0, help="First noise seed (e.g. 100: seeds that checkpoint "
                                             "selection, which scores seeds 0..eval_seeds-1, never saw).")] = 0,
-    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    evaluator: EvaluatorOption = None,
     with_scorecard: Annotated[bool, typer.Option("--scorecard/--no-scorecard", help="Also diversity, fidelity, "
                                                  "precision and recall against the real data.")] = True,
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
@@ -190,19 +193,26 @@ def evaluate(
     """Lab accuracy (mean ± std over seeds) per condition file, and the scorecard beside the real data's."""
     from cgan_export import scorecard as cards
     from cgan_export.errors import DatasetError
-    from cgan_export.evaluate import evaluate_files
-    from cgan_export.evaluator import load_evaluator
+    from cgan_export.evaluate import evaluate_sets
+    from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
     from cgan_export.io import write_json
     from cgan_export.runtime import open_backend
-    CONDITION_FILES, load_dataset, resolve_data_root = training_names("data", "CONDITION_FILES", "load_dataset", "resolve_data_root")
+    from cgan_export.vocabulary import read_condition_file
+    load_dataset, load_vocabulary, resolve_data_root, evaluation_conditions = training_names(
+        "data", "load_dataset", "load_vocabulary", "resolve_data_root", "evaluation_conditions")
     build_reference, = training_names("reference", "build_reference")
 
-    files = conditions or [resolve_data_root(data) / f for f in CONDITION_FILES]
-    scorer = load_evaluator(evaluator)
+    root = resolve_data_root(data)
+    vocabulary = load_vocabulary(root)
+    sets = ({p.name: read_condition_file(p) for p in conditions} if conditions else
+            {f"{name}.json" if (root / f"{name}.json").is_file() else name: c
+             for name, c in evaluation_conditions(root, vocabulary).items()})
+    scorer = load_evaluator(evaluator or shipped_evaluator(vocabulary))
+    check_scores(scorer, vocabulary, f"the data's in {root}")
     reference = None
     if with_scorecard:
         try:
-            reference = build_reference(load_dataset(data), scorer)
+            reference = build_reference(load_dataset(root), scorer)
         except DatasetError as exc:  # a data folder too small for the real-data figures
             typer.echo(f"scorecard skipped: {exc}", err=True)
     rows = {"real data": reference.real_figures()} if reference else {}
@@ -210,12 +220,13 @@ def evaluate(
     for path in model or [None]:
         runner = open_backend(path, backend.value, device.value)
         name = str(path or "exported (shipped)")
-        results[name] = {"accuracy": evaluate_files(runner, scorer, files, seeds, first_seed)}
+        results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
         for file_name, r in results[name]["accuracy"].items():
             worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
             typer.echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
                        f"{first_seed}-{first_seed + seeds - 1} (min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
-                       + ", ".join(f"{k} {v:.2f}" for k, v in worst))
+                       + ", ".join(f"{k} {v:.2f}" for k, v in worst)
+                       + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
         if reference:
             rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
     if rows:
@@ -272,7 +283,8 @@ def bench(
 @friendly_errors
 def evaluator_train(
     data: DataOption = None,
-    out: Annotated[Path, typer.Option(help="Evaluator file to write.")] = EXPORTED / "evaluator.pt",
+    out: Annotated[Optional[Path], typer.Option(help="Evaluator file to write (default: the shipped evaluator of the "
+                                                "data's classes, else exported/DATA-FOLDER-NAME/evaluator.pt).")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
     stem: Annotated[Stem, typer.Option(help="ResNet-18 stem: the torchvision one; without its max-pool (finer features); or a 3x3 stride-1 first "
                                       "conv before the max-pool (same compute as no-maxpool).")] = Stem("conv3x3"),
@@ -281,9 +293,17 @@ def evaluator_train(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,
 ) -> None:
     """Train the lab evaluator on the real images with a scene-level holdout."""
+    from cgan_export.evaluator import shipped_evaluator
     from cgan_export.io import ensure_writable_dir
     EvaluatorConfig, train_evaluator = training_names("evaluator_training", "EvaluatorConfig", "train_evaluator")
+    load_vocabulary, resolve_data_root = training_names("data", "load_vocabulary", "resolve_data_root")
 
+    if out is None:
+        root = resolve_data_root(data)
+        try:
+            out = shipped_evaluator(load_vocabulary(root))
+        except CganError:  # data of a kind nothing shipped scores yet
+            out = EXPORTED / root.resolve().name / "evaluator.pt"
     ensure_writable_dir(out.parent)
     metrics = train_evaluator(data, out, EvaluatorConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16,
                                                                  stem=stem.value),
@@ -296,13 +316,14 @@ def evaluator_train(
 @friendly_errors
 def evaluator_score(
     data: DataOption = None,
-    evaluator: EvaluatorOption = EXPORTED / "evaluator.pt",
+    evaluator: EvaluatorOption = None,
 ) -> None:
     """Lab accuracy of the evaluator on its held-out scenes of the real data."""
-    from cgan_export.evaluator import load_evaluator
+    from cgan_export.evaluator import load_evaluator, shipped_evaluator
     score_holdout, = training_names("evaluator_training", "score_holdout")
+    load_vocabulary, resolve_data_root = training_names("data", "load_vocabulary", "resolve_data_root")
 
-    scorer = load_evaluator(evaluator)
+    scorer = load_evaluator(evaluator or shipped_evaluator(load_vocabulary(resolve_data_root(data))))
     typer.echo(f"held-out lab accuracy {score_holdout(scorer, data):.4f}")
 
 

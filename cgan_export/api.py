@@ -54,8 +54,8 @@ class Generator:
         return getattr(self.backend, "device", "cpu")
 
     def parse(self, conditions: Conditions) -> tuple[list[list[str]], np.ndarray]:
-        """Canonical object names per condition and their multi-hot float32 [C, num_classes], each condition
-        parsed once; one name or a list of names is one condition.  Unknown names, repeats and too many objects
+        """Canonical names per condition and their condition vectors float32 [C, num_classes] (multi-hot; for
+        InfoGAN codes, the one-hot category then the continuous values); one name or a list of names is one condition.  Unknown names, repeats and too many objects
         are a :class:`~cgan_export.errors.VocabularyError`."""
         if isinstance(conditions, str):
             conditions = [conditions]
@@ -64,11 +64,8 @@ class Generator:
             raise VocabularyError("no condition given: e.g. generate(['red cube', 'blue cylinder'])")
         if all(isinstance(c, str) for c in conditions):
             conditions = [conditions]
-        indices = [self.vocabulary.parse(c) for c in conditions]
-        multi_hot = np.zeros((len(indices), len(self.vocabulary)), np.float32)  # [C, num_classes]
-        for row, idx in enumerate(indices):
-            multi_hot[row, idx] = 1.0
-        return [[self.vocabulary.names[i] for i in idx] for idx in indices], multi_hot
+        names = [self.vocabulary.canonical(c) for c in conditions]
+        return names, np.stack([self.vocabulary.encode(c) for c in names])  # [C, num_classes]
 
     def conditions(self, conditions: Conditions) -> list[list[str]]:
         """Canonical object names per condition (see :meth:`parse`)."""

@@ -30,8 +30,7 @@ def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict |
         "architecture": net.architecture,
         "config": generator_config(net),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "vocabulary": vocabulary.to_mapping(),
-        "max_objects": vocabulary.max_objects,
+        **vocabulary.to_fields(),  # vocabulary, max_objects, condition_kind (and groups)
         "z_dim": net.config.z_dim,
         "image_size": net.config.image_size,
         "metrics": metrics or {},
@@ -78,6 +77,8 @@ class CheckpointInfo(TypedDict, total=False):
     config: dict  # rebuilds the network with build_generator
     vocabulary: dict[str, int]
     max_objects: int
+    condition_kind: str  # objects | groups
+    groups: dict[str, list[str]]  # groups kind: group name -> its values
     z_dim: int
     image_size: int
     metrics: dict  # the scores it was picked by

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ModelFileError
-from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
+from .vocabulary import Vocabulary
 
 EXPORT_FORMATS = ("onnx", "torchscript", "onnx-fp16")  # what `export` writes (cgan_export.export.FORMATS)
 OUTPUT_FORMATS = ("png", "npz")  # what `generate` writes
@@ -26,15 +26,15 @@ TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the s
 
 def build_metadata(info: dict, weights_sha256: str) -> dict:
     """The one metadata dict embedded in every artifact, from a checkpoint's info and its inference weights' hash."""
-    num_classes = len(info["vocabulary"])
+    vocabulary = Vocabulary.from_fields(info)
+    num_classes = len(vocabulary)
     z_dim, size = int(info["z_dim"]), int(info["image_size"])
     return {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "architecture": info["architecture"],
         "config": info["config"],
-        "vocabulary": info["vocabulary"],
-        "max_objects": int(info.get("max_objects", DEFAULT_MAX_OBJECTS)),
+        **vocabulary.to_fields(),  # vocabulary, max_objects, condition_kind (and groups)
         "z_dim": z_dim,
         "num_classes": num_classes,
         "image_size": size,
@@ -64,7 +64,7 @@ def parse_metadata(raw: str | bytes | None, path: Path) -> dict:
 
 def metadata_vocabulary(metadata: dict) -> Vocabulary:
     """The vocabulary embedded in an artifact's metadata."""
-    return Vocabulary.from_mapping(metadata["vocabulary"], int(metadata.get("max_objects", DEFAULT_MAX_OBJECTS)))
+    return Vocabulary.from_fields(metadata)
 
 
 def noise_stream(seed: int, z_dim: int) -> Callable[[int], np.ndarray]:

@@ -1,4 +1,9 @@
-"""The lab evaluator: a ResNet-18 multi-label classifier and the lab accuracy."""
+"""The lab evaluator: a ResNet-18 multi-label classifier and the lab accuracy.
+
+The lab accuracy is total hits / total labels.  Objects (i-CLEVR): an image's hits are its condition's
+objects among the top-k outputs, k = the number of objects.  Attribute groups (anime faces): a group is a
+hit when its top-1 value is the condition's value.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ import torchvision
 
 from .checkpoint import read_file_of_kind
 from .contract import STEMS
+from .errors import CganError, ModelFileError
+from .paths import EXPORTED_DIR
 from .vocabulary import Vocabulary
 
 EVALUATOR_KIND = "cgan-export/evaluator"
-
-
+Groups = tuple[tuple[str, tuple[int, ...]], ...]  # Vocabulary.groups: (group name, member indices)
 
 
 def build_classifier(num_classes: int = 24, stem: str = "imagenet") -> nn.Module:
@@ -36,22 +42,35 @@ def build_classifier(num_classes: int = 24, stem: str = "imagenet") -> nn.Module
     return net
 
 
-def lab_accuracy(scores: torch.Tensor, conditions: torch.Tensor) -> float:
-    """Total top-k hits / total objects, k = objects per image.  ``scores``, ``conditions``: [N, 24]."""
-    hits, counts = per_object_hits(scores, conditions)
+def lab_accuracy(scores: torch.Tensor, conditions: torch.Tensor, groups: Groups = ()) -> float:
+    """Total hits / total labels (see the module's docstring).  ``scores``, ``conditions``: [N, C]."""
+    hits, counts = per_object_hits(scores, conditions, groups)
     return float(hits.sum() / counts.sum().clamp(min=1))
 
 
-def per_object_hits(scores: torch.Tensor, conditions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-class (hits [24], counts [24]) of the lab top-k rule."""
-    hits = torch.zeros(conditions.shape[1])
+def per_object_hits(scores: torch.Tensor, conditions: torch.Tensor, groups: Groups = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class (hits [C], counts [C]) of the lab rule: top-k over all classes, or top-1 within each group."""
     counts = conditions.gt(0.5).sum(dim=0).float()
+    if groups:
+        chosen = torch.zeros_like(scores)  # [N, C]
+        rows = torch.arange(len(scores))
+        for _, members in groups:
+            idx = torch.tensor(members)
+            chosen[rows, idx[scores[:, idx].argmax(dim=1)]] = 1.0
+        return (chosen * conditions.gt(0.5).float()).sum(dim=0), counts
+    hits = torch.zeros(conditions.shape[1])
     ks = conditions.sum(dim=1).round().long()
     for row, cond, k in zip(scores, conditions, ks.tolist()):
         chosen = torch.zeros_like(cond)
         chosen[row.topk(k).indices] = 1.0
         hits += chosen * cond.gt(0.5).float()
     return hits, counts
+
+
+def group_accuracy(hits: torch.Tensor, counts: torch.Tensor, vocabulary: Vocabulary) -> dict[str, float]:
+    """Accuracy of every attribute group (hits / labels over its values); empty for the objects kind."""
+    return {name: round(float(hits[list(idx)].sum() / counts[list(idx)].sum().clamp(min=1)), 4)
+            for name, idx in vocabulary.groups}
 
 
 class Evaluator:
@@ -77,7 +96,7 @@ class Evaluator:
 
     def accuracy(self, images: torch.Tensor, conditions: torch.Tensor) -> float:
         """The lab accuracy of ``images`` [N, 3, H, W] against multi-hot ``conditions`` [N, 24]."""
-        return lab_accuracy(self.scores(images), conditions)
+        return lab_accuracy(self.scores(images), conditions, self.vocabulary.groups)
 
 
 def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int, metrics: dict, config: dict) -> dict:
@@ -90,10 +109,10 @@ def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int
         "architecture": "resnet18",
         "stem": stem,
         "state_dict": state,
-        "vocabulary": vocabulary.to_mapping(),
+        **vocabulary.to_fields(),  # vocabulary, max_objects, condition_kind (and groups)
         "image_size": image_size,
         "normalization": "x / 127.5 - 1 (RGB, values in [-1, 1])",
-        "output": "sigmoid over logits, one per object",
+        "output": "sigmoid over logits, one per object (groups: the top-1 value of each group counts)",
         "metrics": metrics,
         "config": config,
     }
@@ -102,10 +121,27 @@ def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int
 def load_evaluator(path: Path) -> Evaluator:
     """Load an evaluator file written by ``cli.py evaluator train`` (weights only)."""
     ckpt, sha256 = read_file_of_kind(path, EVALUATOR_KIND, "evaluator", "train one with: python cli.py evaluator train")
-    vocabulary = Vocabulary.from_mapping(ckpt["vocabulary"])
+    vocabulary = Vocabulary.from_fields(ckpt)
     net = build_classifier(len(vocabulary), ckpt.get("stem", "imagenet"))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     net = net.to(memory_format=torch.channels_last)
     info = {k: ckpt[k] for k in ("metrics", "config", "normalization", "stem") if k in ckpt}
     info["sha256"] = sha256  # identifies the scorer behind a run's scores
     return Evaluator(net, vocabulary, int(ckpt["image_size"]), info)
+
+
+def shipped_evaluator(vocabulary: Vocabulary) -> Path:
+    """The shipped evaluator (``exported/evaluator.pt``, ``exported/*/evaluator.pt``) that scores ``vocabulary``."""
+    for path in [EXPORTED_DIR / "evaluator.pt", *sorted(EXPORTED_DIR.glob("*/evaluator.pt"))]:
+        ckpt, _ = read_file_of_kind(path, EVALUATOR_KIND, "evaluator", "")
+        if Vocabulary.from_fields(ckpt).names == vocabulary.names:
+            return path
+    raise CganError("no shipped evaluator scores this vocabulary: train one with `python cli.py evaluator train "
+                    "--data FOLDER --out FILE` and pass --evaluator FILE")
+
+
+def check_scores(evaluator: Evaluator, vocabulary: Vocabulary, what: str) -> None:
+    """Refuse an evaluator whose classes are not ``vocabulary``'s (``what``: the model or data it should score)."""
+    if evaluator.vocabulary.names != vocabulary.names:
+        raise ModelFileError(f"the evaluator scores another vocabulary than {what} "
+                             f"(pass the evaluator trained on that data with --evaluator)")

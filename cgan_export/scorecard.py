@@ -27,6 +27,8 @@ DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
 FIDELITY_TARGET = 1.5  # Fréchet distance / real floor
 SELECTION_RULE = (f"mean lab accuracy x min(1, diversity / {DIVERSITY_TARGET}) "
                   f"x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))")
+# InfoGAN runs have no labels: the Q head's recovery of the categorical code takes the accuracy's place.
+INFO_SELECTION_RULE = f"categorical code recovery x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))"
 
 
 def pixel_diversity(groups: list[np.ndarray]) -> float:
@@ -122,13 +124,19 @@ def diversity_ratio(generate: GenerateFn, z_dim: int, reference: RealReference, 
 def score(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, seed: int = 0) -> dict:
     """Diversity, fidelity (Fréchet distance and its ratio to the real floor), precision and recall of a generator."""
     out = diversity_ratio(generate, z_dim, reference, seed)
-    cond = reference.held_conditions.astype(np.float32)
-    fake = pooled_features(evaluator, generate(make_noise(len(cond), z_dim, seed + 1), cond))
+    return {**out, **fidelity(generate, z_dim, reference, evaluator, reference.held_conditions.astype(np.float32), seed + 1)}
+
+
+def fidelity(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, conditions: np.ndarray,
+             seed: int) -> dict:
+    """Fréchet distance (and its ratio to the real floor), precision and recall of images drawn for ``conditions``
+    [M, C] (the held-out images' labels, or InfoGAN codes) against the reference's held-out features."""
+    fake = pooled_features(evaluator, generate(make_noise(len(conditions), z_dim, seed), conditions))
     floor = frechet_distance(reference.held_features, reference.other_features)
     frechet = frechet_distance(reference.held_features, fake)
     precision, recall = precision_recall(reference.held_features, fake)
-    return {**out, "frechet": frechet, "frechet_floor": floor, "fidelity": frechet / floor,
-            "precision": precision, "recall": recall, "feature_images": len(cond)}
+    return {"frechet": frechet, "frechet_floor": floor, "fidelity": frechet / floor,
+            "precision": precision, "recall": recall, "feature_images": len(conditions)}
 
 
 def selection_score(accuracy: float, card: dict) -> float:

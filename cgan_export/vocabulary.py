@@ -1,4 +1,10 @@
-"""The object vocabulary: names <-> indices, and multi-hot condition encoding."""
+"""The condition vocabulary: names <-> indices, and multi-hot condition encoding.
+
+Two kinds of condition:
+
+- ``objects`` (i-CLEVR): a set of 1..``max_objects`` distinct object names;
+- ``groups`` (attribute groups, e.g. anime faces' hair and eyes): exactly one value of every group.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import numpy as np
 from .errors import CganError, DatasetError, VocabularyError
 
 DEFAULT_MAX_OBJECTS = 3
+OBJECTS, GROUPS = "objects", "groups"  # the condition kinds
+GROUPS_FILE = "groups.json"  # group name -> its values, beside objects.json in a data folder of the groups kind
 
 
 def normalize_name(name: str) -> str:
@@ -22,10 +30,12 @@ def normalize_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """An ordered tuple of object names; the index of a name is its multi-hot position."""
+    """An ordered tuple of names; the index of a name is its multi-hot position.  With ``groups`` (group name,
+    member indices) a condition takes exactly one value of every group."""
 
     names: tuple[str, ...]
     max_objects: int = DEFAULT_MAX_OBJECTS
+    groups: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, int], max_objects: int = DEFAULT_MAX_OBJECTS) -> "Vocabulary":
@@ -50,6 +60,53 @@ class Vocabulary:
         if not isinstance(mapping, dict):
             raise DatasetError(f"{path} must map object names to indices")
         return cls.from_mapping(mapping, max_objects)
+
+    def with_groups(self, groups: dict[str, list[str]]) -> "Vocabulary":
+        """This vocabulary as attribute groups (``groups.json``: group name -> its value names); every name must
+        belong to exactly one group.  Groups and their values are kept in index order."""
+        if not isinstance(groups, dict) or not groups or not all(isinstance(v, list) and v for v in groups.values()):
+            raise DatasetError(f"{GROUPS_FILE} must map group names to non-empty lists of value names")
+        members = tuple(sorted(((str(g), tuple(sorted(self._known(v, g) for v in values))) for g, values in groups.items()),
+                               key=lambda group: group[1][0]))  # in index order, whatever the JSON key order
+        flat = sorted(i for _, idx in members for i in idx)
+        if flat != list(range(len(self.names))):
+            raise DatasetError(f"{GROUPS_FILE}: every name of objects.json must be in exactly one group")
+        return Vocabulary(self.names, len(members), members)
+
+    def _known(self, name: str, group: str) -> int:
+        key = normalize_name(name)
+        if key not in self.names:
+            raise DatasetError(f"{GROUPS_FILE}: group {group!r} names {name!r}, which objects.json lacks")
+        return self.names.index(key)
+
+    @property
+    def kind(self) -> str:
+        """``"groups"`` (one value per group) or ``"objects"`` (a set of distinct objects)."""
+        return GROUPS if self.groups else OBJECTS
+
+    def to_fields(self) -> dict:
+        """What checkpoints and artifact metadata store of the vocabulary (read back by :meth:`from_fields`)."""
+        fields = {"vocabulary": self.to_mapping(), "max_objects": self.max_objects, "condition_kind": self.kind}
+        if self.groups:
+            fields["groups"] = {g: [self.names[i] for i in idx] for g, idx in self.groups}
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "Vocabulary":
+        """The vocabulary stored by :meth:`to_fields` (files without a kind are of the objects kind)."""
+        if fields.get("condition_kind") == "codes":
+            from .codes import codes_from_fields  # InfoGAN codes: a subclass
+
+            return codes_from_fields(fields)
+        vocab = cls.from_mapping(fields["vocabulary"], int(fields.get("max_objects", DEFAULT_MAX_OBJECTS)))
+        return vocab.with_groups(fields["groups"]) if fields.get("condition_kind") == GROUPS else vocab
+
+    def combinations(self) -> list[list[str]]:
+        """Every condition of a groups vocabulary: one value of each group, in group order."""
+        rows: list[list[str]] = [[]]
+        for _, idx in self.groups:
+            rows = [row + [self.names[i]] for row in rows for i in idx]
+        return rows
 
     def to_mapping(self) -> dict[str, int]:
         """The ``name -> index`` mapping, as stored in metadata."""
@@ -78,7 +135,13 @@ class Vocabulary:
             if match not in suggestions:
                 suggestions.append(match)
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions[:3])}?" if suggestions else ""
+        if self.groups:
+            example = " ".join(repr(self.names[idx[0]]) for _, idx in self.groups)
+            return f"unknown value {raw!r}{hint} (give one value of each of {self._group_list()}, e.g. {example})"
         return f"unknown object {raw!r}{hint} (valid: 'COLOR SHAPE', e.g. {self.names[1]!r})"
+
+    def _group_list(self) -> str:
+        return ", ".join(g for g, _ in self.groups)
 
     @property
     def _words(self) -> set[str]:
@@ -95,11 +158,28 @@ class Vocabulary:
             if i in seen:
                 raise VocabularyError(f"duplicate object {self.names[i]!r} in condition {names}")
             seen.add(i)
-        if len(indices) > self.max_objects:
+        if self.groups:
+            self._check_groups(names, indices)
+        elif len(indices) > self.max_objects:
             raise VocabularyError(
                 f"too many objects ({len(indices)}) in condition {names}: this model supports at most {self.max_objects}"
             )
         return sorted(indices)
+
+    def _check_groups(self, names: list[str], indices: list[int]) -> None:
+        """Exactly one value of every group (the error names the clash or the missing group, with examples)."""
+        for group, idx in self.groups:
+            given = [self.names[i] for i in indices if i in idx]
+            if len(given) > 1:
+                raise VocabularyError(f"{' and '.join(repr(g) for g in given)} are both {group} values: "
+                                      f"give one {group} value, e.g. {given[0]!r}")
+            if not given:
+                some = ", ".join(repr(self.names[i]) for i in idx[:4])
+                raise VocabularyError(f"condition {names} has no {group} value: add one of {len(idx)}, e.g. {some}")
+
+    def canonical(self, names: Iterable[str]) -> list[str]:
+        """One condition's names, validated and spelled as the vocabulary spells them, in index order."""
+        return [self.names[i] for i in self.parse(names)]
 
     def encode(self, names: Iterable[str]) -> np.ndarray:
         """One condition -> float32 multi-hot ``[len(vocabulary)]``."""

@@ -12,7 +12,9 @@ images that show such scenes more often.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from cgan_export.codes import CONTINUOUS_PRIOR
 from cgan_export.vocabulary import Vocabulary
 
 
@@ -65,3 +67,12 @@ def image_weights(labels: torch.Tensor, groups: torch.Tensor, same_colour_weight
         return None
     return 1.0 + (same_colour_weight - 1.0) * pairs_one_colour(labels, groups).float()
 
+
+
+def sample_codes(batch: int, categories: int, continuous: int, generator: torch.Generator) -> torch.Tensor:
+    """InfoGAN codes [B, K + M] from the training prior: a uniform one-hot category, then continuous codes uniform
+    on ``CONTINUOUS_PRIOR``."""
+    category = torch.randint(categories, (batch,), generator=generator)  # [B]
+    low, high = CONTINUOUS_PRIOR
+    values = torch.rand(batch, continuous, generator=generator) * (high - low) + low  # [B, M]
+    return torch.cat([F.one_hot(category, categories).float(), values], dim=1)

@@ -1,11 +1,12 @@
-"""The i-CLEVR dataset in the lab layout: validation, decoding, caching, batching and splits.
+"""Data folders in the lab layout (i-CLEVR, anime faces): validation, decoding, caching, batching and splits.
 
 Layout of a data folder::
 
     objects.json     name -> index (24 classes)
     train.json       image file name -> list of object names
-    images/          the PNGs named in train.json
+    images/          the images named in train.json
     test.json        list of conditions (lists of names); optional, like new_test.json
+    groups.json      optional: group name -> its values (attribute groups: one value of each per image)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cgan_export.errors import CganError, DatasetError, VocabularyError
 from cgan_export.io import atomic_path
-from cgan_export.vocabulary import Vocabulary, read_condition_file
+from cgan_export.vocabulary import GROUPS_FILE, Vocabulary, read_condition_file
 
 DATA_ENV = "CGAN_EXPORT_DATA"
 CACHE_ENV = "CGAN_EXPORT_CACHE"
@@ -56,11 +57,23 @@ def _read_json(path: Path):
 
 
 def load_vocabulary(root: Path) -> Vocabulary:
-    """The vocabulary of a data folder (its ``objects.json``)."""
+    """The vocabulary of a data folder: its ``objects.json``, as attribute groups when it has ``groups.json``."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist (set --data or ${DATA_ENV})")
-    return Vocabulary.from_objects_json(root / "objects.json")  # reads and validates it once
+    vocabulary = Vocabulary.from_objects_json(root / "objects.json")  # reads and validates it once
+    if (root / GROUPS_FILE).exists():
+        vocabulary = vocabulary.with_groups(_read_json(root / GROUPS_FILE))
+    return vocabulary
+
+
+def evaluation_conditions(root: Path, vocabulary: Vocabulary) -> dict[str, list[list[str]]]:
+    """The condition sets a folder is scored on, by name: its lab condition files (``test``, ``new_test``); a
+    groups folder without them is scored on every combination of one value per group (``combinations``)."""
+    sets = {f.removesuffix(".json"): load_conditions(root / f, vocabulary) for f in CONDITION_FILES if (root / f).is_file()}
+    if not sets and vocabulary.groups:
+        sets["combinations"] = vocabulary.combinations()
+    return sets
 
 
 def load_conditions(path: Path, vocabulary: Vocabulary) -> list[list[str]]:
@@ -98,7 +111,7 @@ def read_annotations(root: Path, vocabulary: Vocabulary) -> dict[str, list[str]]
 
 @dataclass(frozen=True)
 class ICLEVRData:
-    """All training images in memory as uint8, with their multi-hot labels."""
+    """All training images of a data folder in memory as uint8, with their multi-hot labels."""
 
     root: Path
     vocabulary: Vocabulary
@@ -112,6 +125,10 @@ class ICLEVRData:
     def conditions(self, file_name: str) -> list[list[str]]:
         """The condition file ``file_name`` of this folder (e.g. ``test.json``)."""
         return load_conditions(self.root / file_name, self.vocabulary)
+
+    def evaluation_conditions(self) -> dict[str, list[list[str]]]:
+        """The condition sets this folder is scored on (see :func:`evaluation_conditions`)."""
+        return evaluation_conditions(self.root, self.vocabulary)
 
     def subset(self, indices: np.ndarray) -> "ICLEVRData":
         """A view holding only ``indices``."""
@@ -177,9 +194,19 @@ def scene_of(file_name: str) -> int:
     return int(match.group(1))
 
 
+def scene_key(file_name: str) -> str | int:
+    """What a held-out split keeps together: the scene of an i-CLEVR file, else the file itself."""
+    match = _SCENE.search(file_name)
+    return int(match.group(1)) if match else file_name
+
+
 def scene_split(files: tuple[str, ...] | list[str], holdout_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices so that no held-out image shares a scene with a training image."""
-    scenes = np.array([scene_of(f) for f in files])
+    """Split indices so that no held-out image shares a scene with a training image (files without a scene
+    number, such as anime faces' ``ID.jpg``, are split one by one)."""
+    keys = [scene_key(f) for f in files]
+    if not all(isinstance(k, int) for k in keys):
+        keys = list(range(len(files)))
+    scenes = np.array(keys)
     unique = np.unique(scenes)
     rng = np.random.default_rng(seed)
     n_hold = max(1, int(round(len(unique) * holdout_fraction)))

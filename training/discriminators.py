@@ -48,7 +48,8 @@ class ProjectionDiscriminator(nn.Module):
 class ACGANDiscriminator(nn.Module):
     """The ACGAN discriminator: six 3x3 convs with dropout, ``fc_dis`` (real/fake) and ``fc_aux`` (24 classes), no condition input."""
 
-    def __init__(self, num_classes: int = 24, image_size: int = 64):
+    def __init__(self, num_classes: int = 24, image_size: int = 64, group_heads: list[list[int]] | None = None,
+                 head_hidden: int = 256):
         super().__init__()
 
         def block(cin: int, cout: int, stride: int, pad: int, bn: bool = True) -> nn.Sequential:
@@ -60,12 +61,23 @@ class ACGANDiscriminator(nn.Module):
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, 3, image_size, image_size)).numel()  # 512 * 5 * 5 at 64x64
         self.fc_dis = nn.Linear(flat, 1)
-        self.fc_aux = nn.Linear(flat, num_classes)
+        # group_heads (seed 002): one three-layer MLP per attribute group instead of fc_aux, each scoring that
+        # group's values (the member indices of the condition vector); softmax is the loss's business
+        self.group_members = [torch.tensor(m) for m in group_heads or []]
+        self.fc_aux = (nn.Linear(flat, num_classes) if not group_heads else nn.ModuleList(
+            nn.Sequential(nn.Linear(flat, head_hidden), nn.LeakyReLU(0.2), nn.Linear(head_hidden, head_hidden),
+                          nn.LeakyReLU(0.2), nn.Linear(head_hidden, len(m))) for m in group_heads))
+        self.num_classes = num_classes
         init_dcgan(self)
 
     def forward(self, image: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.convs(image).flatten(1)  # [N, 512 * 5 * 5]
-        return self.fc_dis(h).squeeze(1).float(), self.fc_aux(h).float()
+        if not self.group_members:
+            return self.fc_dis(h).squeeze(1).float(), self.fc_aux(h).float()
+        aux = h.new_zeros(len(h), self.num_classes, dtype=torch.float32)  # [N, C]
+        for members, head in zip(self.group_members, self.fc_aux):
+            aux[:, members.to(h.device)] = head(h).float()  # [N, group size]
+        return self.fc_dis(h).squeeze(1).float(), aux
 
 
 class ConditionChannelDiscriminator(nn.Module):

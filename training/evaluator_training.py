@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cgan_export.evaluator import build_classifier, evaluator_checkpoint, lab_accuracy
+from cgan_export.evaluator import build_classifier, evaluator_checkpoint, group_accuracy, lab_accuracy, per_object_hits
 from cgan_export.io import atomic_path
 
-from .data import ICLEVRData, load_dataset, scene_of, scene_split, to_float
+from .data import ICLEVRData, load_dataset, scene_key, scene_split, to_float
+from .losses import aux_group_ce
 from .progress import make_progress
 
 
@@ -49,8 +50,8 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def holdout_accuracy(net: torch.nn.Module, data: ICLEVRData, channels_last: bool, batch_size: int = 256) -> float:
-    """Lab accuracy of ``net`` on every image of ``data`` (labels as conditions)."""
+def holdout_scores(net: torch.nn.Module, data: ICLEVRData, channels_last: bool, batch_size: int = 256) -> torch.Tensor:
+    """Sigmoid outputs [N, C] of ``net`` on every image of ``data``."""
     net.eval()
     scores = []
     for start in range(0, len(data), batch_size):
@@ -59,13 +60,19 @@ def holdout_accuracy(net: torch.nn.Module, data: ICLEVRData, channels_last: bool
             x = x.contiguous(memory_format=torch.channels_last)
         scores.append(torch.sigmoid(net(x).float()))
     net.train()
-    return lab_accuracy(torch.cat(scores), data.labels)
+    return torch.cat(scores)
+
+
+def holdout_accuracy(net: torch.nn.Module, data: ICLEVRData, channels_last: bool) -> float:
+    """Lab accuracy of ``net`` on every image of ``data`` (labels as conditions)."""
+    return lab_accuracy(holdout_scores(net, data, channels_last), data.labels, data.vocabulary.groups)
 
 
 def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, config: FitConfig, name: str,
                    show_progress: bool = True) -> dict:
-    """Train a multi-label classifier in place (AdamW + OneCycle, flips and shifts, BCE per class) and return
-    its metrics on ``hold``."""
+    """Train a classifier in place (AdamW + OneCycle, flips and shifts; BCE per class, or a cross-entropy per
+    attribute group) and return its metrics on ``hold``."""
+    groups = train.vocabulary.groups
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(train) // config.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch)
@@ -82,7 +89,8 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                     logits = net(x)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), train.labels[idx])
+                loss = (aux_group_ce(logits, train.labels[idx], groups) if groups
+                        else F.binary_cross_entropy_with_logits(logits.float(), train.labels[idx]))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -94,8 +102,11 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
             progress.console.print(f"epoch {epoch + 1}/{config.epochs}: loss {loss.item():.4f}, "
                                    f"held-out lab accuracy {acc:.4f} ({time.time() - start:.0f} s)")
     elapsed = time.time() - start
-    return {"holdout_lab_accuracy": acc, "holdout_images": len(hold),
-            "holdout_scenes": int(len({scene_of(f) for f in hold.files})),
+    per_group = group_accuracy(*per_object_hits(holdout_scores(net, hold, config.channels_last), hold.labels, groups),
+                               hold.vocabulary) if groups else {}
+    return {"holdout_lab_accuracy": acc, **({"holdout_group_accuracy": per_group} if groups else {}),
+            "holdout_images": len(hold),
+            "holdout_scenes": int(len({scene_key(f) for f in hold.files})),
             "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}
 
 
@@ -124,4 +135,4 @@ def score_holdout(evaluator, data_root: Path | None) -> float:
     data = load_dataset(data_root)
     _, hold_idx = scene_split(data.files, config["holdout_fraction"], config["seed"])
     hold = data.subset(hold_idx)
-    return lab_accuracy(evaluator.scores(to_float(hold.images)), hold.labels)
+    return lab_accuracy(evaluator.scores(to_float(hold.images)), hold.labels, hold.vocabulary.groups)

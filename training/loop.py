@@ -23,11 +23,11 @@ from rich.console import Console
 from cgan_export.checkpoint import generator_checkpoint
 from cgan_export.contract import make_noise
 from cgan_export.errors import CganError, ModelFileError
-from cgan_export.evaluator import load_evaluator
+from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
 from cgan_export.io import atomic_path, write_json
-from cgan_export.scorecard import SELECTION_RULE
+from cgan_export.codes import CodeVocabulary
 
-from .conditions import colour_groups, image_weights, mix_conditions
+from .conditions import colour_groups, image_weights, mix_conditions, sample_codes
 from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
@@ -37,7 +37,7 @@ from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
 from .run_folder import PREVIOUS, RunFolderLock, load_last, save_last
-from .scoring import RunScorer
+from .scoring import InfoScorer, RunScorer, selection_rule
 from .steps import d_step, epoch_order, g_step, lr_factor
 
 __all__ = ["RunOptions", "RunState", "train"]
@@ -80,20 +80,28 @@ class Run:
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
         self.lock = RunFolderLock(self.out)  # taken by open(), given back by close()
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
-        evaluator = load_evaluator(options.evaluator)
         self.data: ICLEVRData = load_dataset(options.data)
+        evaluator = load_evaluator(options.evaluator or shipped_evaluator(self.data.vocabulary))
+        check_scores(evaluator, self.data.vocabulary, "the training data's")
+        # what G draws for: the data's labels, or InfoGAN codes (the data's labels are then never used)
+        self.vocabulary = (CodeVocabulary.make(config.info_categories, config.info_continuous) if config.info_categories
+                           else self.data.vocabulary)
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
         self.weights = image_weights(self.data.labels, self.groups, config.same_colour_weight)  # [N] or None
         torch.manual_seed(config.seed)
-        self.models = Models(config, len(self.data.vocabulary), int(self.data.images.shape[-1]), self.device, self.parallel.world)
+        self.models = Models(config, len(self.vocabulary), int(self.data.images.shape[-1]), self.device,
+                             self.parallel.world, self.vocabulary.groups)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.parallel.rank)
         self.steps_per_epoch = len(self.data) // (config.batch_size * self.parallel.world)
         on_gpu = self.device.type == "cuda"  # the uint8 images live on the GPU: no host copies per step
         self.images = self.data.images.to(self.device) if on_gpu else self.data.images  # [N, 3, H, W] uint8
         self.labels = self.data.labels.to(self.device) if on_gpu else self.data.labels  # [N, 24]
         evaluator.net.to(self.device)  # scoring runs where training runs
-        self.scorer = RunScorer(evaluator, self.data, config.eval_seeds) if self.parallel.main else None
-        self.state = RunState(evaluator=evaluator.info["sha256"][:16], selection_rule=SELECTION_RULE)
+        self.rule = selection_rule(config)
+        self.scorer = (None if not self.parallel.main else
+                       InfoScorer(evaluator, self.data, self.vocabulary, self.models.d) if config.info_categories else
+                       RunScorer(evaluator, self.data, config.eval_seeds))
+        self.state = RunState(evaluator=evaluator.info["sha256"][:16], selection_rule=self.rule)
         self.running: dict[str, torch.Tensor] = {}  # running means of the losses (on the device: no sync per step)
 
     # -- phase 1: open ------------------------------------------------------------------------------
@@ -112,7 +120,7 @@ class Run:
             self.console.print(self.scorer.note)
         if self.parallel.main:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
-                                                  "selection_rule": SELECTION_RULE})
+                                                  "selection_rule": self.rule})
         self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device)
         if self.options.compile or (self.options.compile is None and self.device.type == "cuda"):
             self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
@@ -130,13 +138,13 @@ class Run:
         old = RunState.from_dict(saved["state"])
         self.console.print(f"resumed {self.out} at step {old.step} ({old.elapsed / 60:.1f} min trained)")
         why = ("the evaluator changed" if old.evaluator != self.state.evaluator
-               else "the selection rule changed" if old.selection_rule != SELECTION_RULE
+               else "the selection rule changed" if old.selection_rule != self.rule
                else "the number of scoring seeds changed" if saved["config"].get("eval_seeds") != self.config.eval_seeds
                else "")
         if self.parallel.main and why:
             old.best_score = self.scorer.rescore(self.out / "best.pt", self.device)
             self.console.print(f"{why} since best.pt was picked: its selection value now is {old.best_score:.3f}")
-        old.evaluator, old.selection_rule = self.state.evaluator, SELECTION_RULE
+        old.evaluator, old.selection_rule = self.state.evaluator, self.rule
         self.state = old
 
     def _report_fallback(self, message: str) -> None:
@@ -187,9 +195,13 @@ class Run:
         if config.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         labels = self.labels[idx]  # [B, 24]
-        fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
-                       mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups, config.random_same_colour,
-                                      self.noise_gen).to(device))
+        if config.info_categories:  # InfoGAN: G draws for codes from their prior; D sees no condition
+            fake_labels = sample_codes(len(idx), config.info_categories, config.info_continuous, self.noise_gen).to(device)
+            labels = torch.zeros_like(fake_labels)  # [B, K + M]
+        else:
+            fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
+                           mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups,
+                                          config.random_same_colour, self.noise_gen).to(device))
         models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, max_steps))
         models.g.train(), models.d.train()
         z_dim = models.g.config.z_dim
@@ -211,30 +223,38 @@ class Run:
     def evaluate_and_save(self) -> None:
         """Score the inference generator; write metrics, samples, curves, ``best.pt`` and ``last.pt``."""
         config, state, out = self.config, self.state, self.out
-        self.models.recalibrate_ema(self.data.labels[:512], seed=state.step)
+        self.models.recalibrate_ema(self.calibration_conditions(), seed=state.step)
         g = self.models.inference_g
         metrics = self.scorer.score(g, self.device)
         record = {"step": state.step, "epoch": state.step * config.batch_size * self.parallel.world / len(self.data),
                   "images_seen": state.images_seen, "minutes": state.elapsed / 60,
                   "images_per_second": state.images_seen / max(state.elapsed, 1e-9),
-                  "losses": self.losses(), **metrics, "selection_rule": SELECTION_RULE}
+                  "losses": self.losses(), **metrics, "selection_rule": self.rule}
         append_jsonl(out / "metrics.jsonl", record)
         state.last_score = metrics["score"]
-        cond = next(iter(self.scorer.sets.values())).to(self.device)  # [N, 24]
+        cond = torch.from_numpy(self.vocabulary.encode_batch(next(iter(self.scorer.sets.values())))).to(self.device)  # [N, C]
         fixed_noise = torch.from_numpy(make_noise(len(cond), g.config.z_dim, 0)).to(self.device)  # [N, Z]
         with torch.no_grad():
             save_sample_grid(g(fixed_noise, cond).float().cpu(), out / "samples" / f"step{state.step:07d}.png")
         plot_curves(out / "metrics.jsonl", out / "curves.png")
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]
-            _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), self.data.vocabulary, metrics, self.training_record()))
+            _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), self.vocabulary, metrics, self.training_record()))
         self.save_last()
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
-        card = metrics.get("scorecard")
-        figures = (f" diversity {card['diversity']:.3f} fidelity {card['fidelity']:.2f} recall {card['recall']:.2f}"
-                   if card else "")
+        card = metrics.get("scorecard") or {}
+        figures = "".join(f" {k} {card[k]:{spec}}" for k, spec in (("diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
+                          if k in card)
+        figures += "".join(f" {k} {v:.3f}" for k, v in metrics.get("info", {}).items() if k != "images")
         self.console.print(f"step {state.step} ({state.elapsed / 60:.1f} min, {record['images_per_second']:.0f} img/s): "
                            f"{accs}{figures} selection {metrics['selection']:.3f} best {state.best_score:.3f}")
+
+    def calibration_conditions(self) -> torch.Tensor:
+        """[512, C] conditions the EMA generator's BatchNorm statistics are re-estimated on: training labels, or
+        InfoGAN codes from a fixed seed."""
+        if not self.config.info_categories:
+            return self.data.labels[:512]
+        return sample_codes(512, self.config.info_categories, self.config.info_continuous, torch.Generator().manual_seed(0))
 
     def losses(self) -> dict[str, float]:
         """The running means of the loss terms, as numbers."""
@@ -249,7 +269,7 @@ class Run:
         """What a checkpoint says about how it was trained."""
         s = self.state
         record = {"preset": self.config.preset, "config": self.config.to_dict(), "step": s.step,
-                  "images_seen": s.images_seen, "minutes": round(s.elapsed / 60, 2), "selection_rule": SELECTION_RULE,
+                  "images_seen": s.images_seen, "minutes": round(s.elapsed / 60, 2), "selection_rule": self.rule,
                   "evaluator": self.scorer.evaluator.info.get("metrics", {})}
         record.update({k: v for k, v in (("init_from", s.init_from), ("guide", s.guide)) if v is not None})
         return record

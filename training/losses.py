@@ -61,6 +61,36 @@ def aux_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="sum") / logits.shape[0]
 
 
+def aux_group_ce(logits: torch.Tensor, labels: torch.Tensor, groups: tuple) -> torch.Tensor:
+    """Attribute groups (seed 002): a softmax cross-entropy over each group's values, summed over the groups and
+    averaged over the batch.  ``logits``, ``labels`` [B, C]; ``groups``: (name, member indices) pairs."""
+    logits = logits.float()
+    total = logits.new_zeros(())
+    for _, members in groups:
+        idx = torch.tensor(members, device=logits.device)
+        total = total + F.cross_entropy(logits[:, idx], labels[:, idx].argmax(dim=1))
+    return total
+
+
+def info_loss(q: torch.Tensor, codes: torch.Tensor, categories: int, weight: float) -> torch.Tensor:
+    """InfoGAN's mutual-information term: the categorical code's cross-entropy plus ``weight`` x the squared error
+    of the continuous codes (a fixed-variance Gaussian Q).  ``q``, ``codes`` [B, K + M]."""
+    q = q.float()
+    ce = F.cross_entropy(q[:, :categories], codes[:, :categories].argmax(dim=1))
+    return ce + weight * (q[:, categories:] - codes[:, categories:]).pow(2).sum(dim=1).mean()
+
+
+def auxiliary_loss(groups: tuple = (), categories: int = 0, info_weight: float = 1.0
+                   ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The auxiliary loss of a vocabulary: multi-label BCE for objects, a cross-entropy per group for attribute
+    groups (``Vocabulary.groups``), the InfoGAN term for codes (``categories`` > 0)."""
+    if categories:
+        return lambda q, codes: info_loss(q, codes, categories, info_weight)
+    if not groups:
+        return aux_bce
+    return lambda logits, labels: aux_group_ce(logits, labels, groups)
+
+
 def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float = 0.0, eps: float = 1e-5) -> torch.Tensor:
     """MSGAN's mode-seeking term, to minimise: mean over pairs of 1 / (|G(z1) - G(z2)| / |z1 - z2|) (mean abs
     distances), each pair's ratio capped at ``target`` when it is > 0.

@@ -11,18 +11,23 @@ import torch.nn as nn
 from cgan_export.networks import build_generator
 
 from .discriminators import build_discriminator
+from .losses import auxiliary_loss
 from .presets import TrainConfig
 
 
 class Models:
-    """G, D and the EMA copy of G, with their optimizers kept beside."""
+    """G, D and the EMA copy of G, with their optimizers, and the auxiliary loss of the vocabulary's kind."""
 
     def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device,
-                 world: int = 1):
+                 world: int = 1, groups: tuple = ()):
         self.world = world
+        # (logits [B, C], labels [B, C]) -> loss: BCE, a CE per group, or InfoGAN's term for codes
+        self.aux_loss = auxiliary_loss(groups, config.info_categories, config.info_weight)
         gcfg = {"num_classes": num_classes, "image_size": image_size, **config.generator_config}
         self.g = build_generator(config.generator, gcfg).to(device)
         dcfg = {"num_classes": num_classes, "image_size": config.d_resolution or image_size, **config.discriminator_config}
+        if dcfg.get("group_heads"):  # one classification head per attribute group (seed 002)
+            dcfg["group_heads"] = [list(members) for _, members in groups]
         self.d = build_discriminator(config.discriminator, dcfg).to(device)
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if config.ema_decay > 0 else None
         if config.channels_last:

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from cgan_export.runtime import torch_device as runtime_torch_device
-from cgan_export.paths import EXPORTED_DIR
 
 
 @dataclass(frozen=True)
@@ -17,7 +16,7 @@ class RunOptions:
 
     out: Path  # the run folder: config.json, metrics.jsonl, curves.png, samples/, best.pt, last.pt
     data: Path | None = None  # data folder (None: $CGAN_EXPORT_DATA or ../shared/iclevr)
-    evaluator: Path = EXPORTED_DIR / "evaluator.pt"  # the scorer that picks best.pt (never a training signal)
+    evaluator: Path | None = None  # the scorer that picks best.pt (never a training signal); None: the shipped one of the data
     minutes: float | None = None  # total training minutes over all resumed runs
     epochs: float | None = None  # or a budget in epochs
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)

@@ -29,6 +29,9 @@ class TrainConfig:
     random_same_colour: float = 0.0  # share of those random conditions that pair two objects of one colour
     same_colour_weight: float = 1.0  # sampling weight of training images pairing two objects of one colour (1: uniform)
     guide_weight: float = 0.0  # G also pays this x the guide classifier's BCE on its images (run option --guide)
+    info_categories: int = 0  # InfoGAN: values of the categorical code (with info_continuous 0: a labelled run)
+    info_continuous: int = 0  # InfoGAN: number of continuous codes (uniform on [-1, 1] in training)
+    info_weight: float = 1.0  # InfoGAN: weight of the continuous codes' squared error beside the categorical CE
     d_warmup_steps: int = 0  # first iterations train D alone against a frozen G (fine-tuning a G whose D is lost)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -61,6 +64,12 @@ PRESETS: dict[str, TrainConfig] = {
         preset="acgan", generator="acgan", discriminator="acgan", loss="bce",
         aux_weight_d=48 / 24, aux_weight_g=24 / 24, aux_ramp_steps=1000,
         lr_g=2e-4, lr_d=2e-4, batch_size=128),
+    # ACGAN for attribute groups (seed report 002, anime faces): the ACGAN networks with one three-layer MLP head
+    # per group in D, a softmax cross-entropy per group (the loss follows the data's groups.json).  The report's
+    # optimisers (Adam lr 1e-3 for G, SGD 1e-4 for D) collapsed in its own runs; seed 000's Adam 2e-4 is used.
+    "group-acgan": TrainConfig(
+        preset="group-acgan", generator="acgan", discriminator="acgan", discriminator_config={"group_heads": True},
+        loss="bce", aux_weight_d=1.0, aux_weight_g=1.0, lr_g=2e-4, lr_d=2e-4, batch_size=32),
     # Conditional DCGAN (seed report 001): condition as a 4th channel in D, BCE, StepLR x0.5 every 50 epochs.
     "cdcgan": TrainConfig(
         preset="cdcgan", generator="dcgan", generator_config={"z_dim": 100},
@@ -93,6 +102,15 @@ PRESETS: dict[str, TrainConfig] = {
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
+    # InfoGAN (seed report 002's bonus): no labels; G draws for codes (a 10-way categorical and 2 continuous),
+    # D's auxiliary head is the Q head that recovers them from G's images (categorical CE + squared error, in
+    # G and D); D sees no condition.  The networks are `best`'s, without mode-seeking (the codes and the noise
+    # are what should vary the images).
+    "infogan": TrainConfig(
+        preset="infogan", generator="cbn", generator_config={"z_dim": 64, "ngf": 32},
+        discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
+        info_categories=10, info_continuous=2, info_weight=1.0, aux_weight_d=1.0, aux_weight_g=1.0,
+        diffaugment="translation", batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
 }
 
 

@@ -34,24 +34,34 @@ def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     return diff_augment(x, config.diffaugment)
 
 
+def d_condition(labels: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The condition D is shown: the labels, or zeros for InfoGAN (real images have no codes; D must not see G's)."""
+    return torch.zeros_like(labels) if config.info_categories else labels
+
+
 def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torch.Tensor, fake_labels: torch.Tensor,
            noise: torch.Tensor, autocast: dict) -> dict:
     """One discriminator update on a real batch and a generated one (drawn for ``fake_labels``); returns the loss
-    terms as detached tensors (no device sync per step)."""
+    terms as detached tensors (no device sync per step).  InfoGAN: the Q head learns the codes of the fakes."""
     d_loss_fn = losses.ADVERSARIAL[config.loss][0]
     with torch.autocast(**autocast):
         with torch.no_grad():
             fake = models.g(noise, fake_labels)  # [B, 3, H, W]
-        real_adv, real_aux = models.d(d_input(real, config), labels)
-        fake_adv, _ = models.d(d_input(fake.float(), config), fake_labels)
+        real_adv, real_aux = models.d(d_input(real, config), d_condition(labels, config))
+        fake_adv, fake_q = models.d(d_input(fake.float(), config), d_condition(fake_labels, config))
     loss = d_loss_fn(real_adv, fake_adv)
     out = {"d_adv": loss.detach()}
-    if real_aux is not None and config.aux_weight_d > 0:
-        aux = losses.aux_bce(real_aux, labels)
+    if config.info_categories:
+        q = models.aux_loss(fake_q, fake_labels)
+        loss = loss + config.aux_weight_d * q
+        out["d_info"] = q.detach()
+    elif real_aux is not None and config.aux_weight_d > 0:
+        aux = models.aux_loss(real_aux, labels)
         loss = loss + config.aux_weight_d * aux
         out["d_aux"] = aux.detach()
     if config.loss == "wgan-gp":
-        gp = losses.gradient_penalty(lambda x: models.d(x, labels)[0], d_input(real, config), d_input(fake.float(), config))
+        gp = losses.gradient_penalty(lambda x: models.d(x, d_condition(labels, config))[0], d_input(real, config),
+                                     d_input(fake.float(), config))
         loss = loss + config.gp_weight * gp
         out["gp"] = gp.detach()
     models.optimize(loss, models.d, models.opt_d)
@@ -74,7 +84,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
     with torch.autocast(**autocast):
         fake = models.g(noise, labels)
         seen = d_input(fake.float(), config)  # [B, 3, H, W]
-        fake_adv, fake_aux = models.d(seen, labels)
+        fake_adv, fake_aux = models.d(seen, d_condition(labels, config))
         guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.detach()}
@@ -84,7 +94,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         out["g_guide"] = guided.detach()
     weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
     if fake_aux is not None and weight > 0:
-        aux = losses.aux_bce(fake_aux, labels)
+        aux = models.aux_loss(fake_aux, labels)
         loss = loss + weight * aux
         out["g_aux"] = aux.detach()
     if config.mode_seeking_weight > 0 and half:
