@@ -130,6 +130,9 @@ def export(
     format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript or all.")] = ExportFormatChoice("all"),
     out: Annotated[Path, typer.Option(help="Output folder.")] = EXPORTED,
     fp16: Annotated[bool, typer.Option(help="Also write an fp16 ONNX for CUDA (float32 inputs/outputs).")] = False,
+    truncation: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Scale the noise by this inside the "
+                                                        "model (truncation trick: less variety, images nearer the "
+                                                        "mode); also writes OUT/generator.pt with it recorded.")] = None,
 ) -> None:
     """Export a generator checkpoint to ONNX / TorchScript with metadata, checking parity against PyTorch."""
     from cgan_export.export import export as run_export
@@ -137,7 +140,7 @@ def export(
     formats = [f for f in EXPORT_FORMATS if f != "onnx-fp16"] if format.value == "all" else [format.value]
     if fp16:
         formats.append("onnx-fp16")
-    run_export(checkpoint, formats, out, report=typer.echo)
+    run_export(checkpoint, formats, out, report=typer.echo, truncation=truncation)
     typer.echo(f"manifest: {out / 'manifest.json'}")
 
 

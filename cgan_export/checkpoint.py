@@ -21,9 +21,43 @@ from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 GENERATOR_KIND = "cgan-export/generator"
 
 
+class Truncated(nn.Module):
+    """A generator whose noise is scaled by ``truncation`` < 1 before use (BigGAN's truncation trick: images
+    nearer the prior's mode, less variety).  Callers still feed standard-normal noise; the artifact carries the
+    scaling, so every backend draws the same images."""
+
+    def __init__(self, net: nn.Module, truncation: float):
+        super().__init__()
+        self.net, self.truncation = net, float(truncation)
+
+    @property
+    def config(self):
+        """The wrapped generator's config (``z_dim``, ``image_size``, ...)."""
+        return self.net.config
+
+    @property
+    def architecture(self) -> str:
+        """The wrapped generator's architecture name."""
+        return self.net.architecture
+
+    def forward(self, noise: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.net(noise * self.truncation, condition)
+
+
+def with_truncation(net: nn.Module, truncation: float) -> nn.Module:
+    """``net`` (unwrapped first) with its noise scaled by ``truncation``; 1 gives the bare generator."""
+    net = net.net if isinstance(net, Truncated) else net
+    if not 0 < truncation <= 1:
+        raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+    return net if truncation == 1 else Truncated(net, truncation)
+
+
 def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict | None = None,
                          training: dict | None = None) -> dict:
-    """The content of a generator checkpoint (what ``export`` accepts)."""
+    """The content of a generator checkpoint (what ``export`` accepts); a :class:`Truncated` net stores its
+    truncation beside the bare generator's weights."""
+    truncation = net.truncation if isinstance(net, Truncated) else 1.0
+    net = net.net if isinstance(net, Truncated) else net
     return {
         "kind": GENERATOR_KIND,
         "format_version": FORMAT_VERSION,
@@ -33,6 +67,7 @@ def generator_checkpoint(net: nn.Module, vocabulary: Vocabulary, metrics: dict |
         **vocabulary.to_fields(),  # vocabulary, max_objects, condition_kind (and groups)
         "z_dim": net.config.z_dim,
         "image_size": net.config.image_size,
+        "truncation": truncation,  # noise scale applied inside the model (1: none)
         "metrics": metrics or {},
         "training": training or {},
     }
@@ -81,6 +116,7 @@ class CheckpointInfo(TypedDict, total=False):
     groups: dict[str, list[str]]  # groups kind: group name -> its values
     z_dim: int
     image_size: int
+    truncation: float  # the noise is scaled by this inside the model (1: none)
     metrics: dict  # the scores it was picked by
     training: dict  # preset, config, step, minutes, lineage
 
@@ -102,7 +138,11 @@ def load_generator(path: Path) -> tuple[nn.Module, CheckpointInfo]:
         raise ModelFileError(f"{path}: weights do not match the architecture: {first_line(exc)}") from None
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     info.setdefault("max_objects", DEFAULT_MAX_OBJECTS)
-    return net.eval(), info
+    info.setdefault("truncation", 1.0)
+    try:
+        return with_truncation(net, float(info["truncation"])).eval(), info
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: {first_line(exc)}") from None
 
 
 def weights_sha256(net: nn.Module) -> str:

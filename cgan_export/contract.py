@@ -41,6 +41,7 @@ def build_metadata(info: dict, weights_sha256: str) -> dict:
         "inputs": {"noise": ["N", z_dim], "condition": ["N", num_classes]},
         "outputs": {"image": ["N", 3, size, size]},
         "value_range": [-1.0, 1.0],
+        "truncation": float(info.get("truncation", 1.0)),  # noise scale applied inside the model (1: none)
         "metrics": info.get("metrics", {}),
         "training": {k: v for k, v in info.get("training", {}).items() if k != "config"},
         "weights_sha256": weights_sha256,

@@ -17,12 +17,13 @@ import torch
 import torch.nn as nn
 
 from . import __version__
-from .checkpoint import load_generator, prepare_for_inference, weights_sha256
+from .checkpoint import load_generator, prepare_for_inference, save_generator, weights_sha256, with_truncation
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, make_noise
 from .errors import CganError
 from .io import atomic_path, write_json
 from .networks import narrow_convs_as_transposed
 from .runtime import OnnxSession, cuda_usable
+from .vocabulary import Vocabulary
 
 OPSET = 18
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -153,9 +154,19 @@ def check_parity(fmt: ExportFormat, path: Path, eager: nn.Module, metadata: dict
     return worst
 
 
-def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[str], None] = print) -> dict:
-    """Export ``checkpoint`` to each format in ``formats``, check parity, write ``manifest.json``; return it."""
+def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[str], None] = print,
+           truncation: float | None = None) -> dict:
+    """Export ``checkpoint`` to each format in ``formats``, check parity, write ``manifest.json``; return it.
+
+    ``truncation`` (0 < t <= 1) replaces the checkpoint's own noise scale in every artifact, and ``generator.pt``
+    (the checkpoint with it recorded) is written beside them, so the torch backend draws the same images."""
     eager, info = load_generator(checkpoint)
+    if truncation is not None:
+        try:
+            eager = with_truncation(eager, truncation)
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+        info["truncation"] = truncation
     prepared = prepare_for_inference(eager)
     metadata = build_metadata(info, weights_sha256(prepared))
     out = Path(out)
@@ -187,5 +198,7 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parity_max_abs_diff": diff}
         report(f"{fmt.name:12s} {path}  {size / 1e6:.1f} MB  {time.time() - start:.1f} s  "
                f"{note}{f' (max abs diff {diff:.2e})' if diff is not None else ''}")
+    if truncation is not None:  # only once every artifact passed its parity check
+        save_generator(out / "generator.pt", eager, Vocabulary.from_fields(info), info.get("metrics"), info.get("training"))
     write_json(manifest_path, manifest)
     return manifest
