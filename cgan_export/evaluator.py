@@ -143,5 +143,6 @@ def shipped_evaluator(vocabulary: Vocabulary) -> Path:
 def check_scores(evaluator: Evaluator, vocabulary: Vocabulary, what: str) -> None:
     """Refuse an evaluator whose classes are not ``vocabulary``'s (``what``: the model or data it should score)."""
     if evaluator.vocabulary.names != vocabulary.names:
-        raise ModelFileError(f"the evaluator scores another vocabulary than {what} "
-                             f"(pass the evaluator trained on that data with --evaluator)")
+        raise ModelFileError(f"the evaluator scores another vocabulary than {what} ({len(evaluator.vocabulary)} "
+                             f"classes vs {len(vocabulary)}): give the matching data folder with --data, or its "
+                             f"evaluator with --evaluator")

@@ -105,7 +105,11 @@ def test_malformed_json_and_oversized_bodies_are_refused(served):
 
 
 @pytest.mark.slow
-def test_the_web_page_shows_generated_images_in_a_real_headless_browser(tmp_path):
+@pytest.mark.parametrize("model, query, caption", [
+    (None, "objects=red+cube&objects=blue+cylinder", "red cube, blue cylinder"),
+    ("anime-faces/generator.onnx", "objects=red+eyes&objects=blue+hair", "blue hair, red eyes"),  # one select per group
+])
+def test_the_web_page_shows_generated_images_in_a_real_headless_browser(model, query, caption, tmp_path):
     """Chromium (Debian's package) loads the page, which fills its form from the URL, posts and shows n images."""
     import re
     import shutil
@@ -123,7 +127,8 @@ def test_the_web_page_shows_generated_images_in_a_real_headless_browser(tmp_path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     root = Path(__file__).resolve().parent.parent
-    server = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port), "--device", "cpu"], cwd=root,
+    extra = ["--model", str(root / "exported" / model)] if model else []
+    server = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port), "--device", "cpu", *extra], cwd=root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -132,7 +137,7 @@ def test_the_web_page_shows_generated_images_in_a_real_headless_browser(tmp_path
                 break
             except OSError:
                 time.sleep(0.2)
-        url = f"http://127.0.0.1:{port}/?objects=red+cube&objects=blue+cylinder&n=5&seed=3"
+        url = f"http://127.0.0.1:{port}/?{query}&n=5&seed=3"
         dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
                               f"--user-data-dir={tmp_path}", "--dump-dom", url],
                              capture_output=True, text=True, timeout=120).stdout
@@ -140,4 +145,4 @@ def test_the_web_page_shows_generated_images_in_a_real_headless_browser(tmp_path
         server.terminate()
         server.wait(timeout=30)
     images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', dom)
-    assert images == ["red cube, blue cylinder"] * 5, dom[-1500:]
+    assert images == [caption] * 5, dom[-1500:]
