@@ -21,7 +21,7 @@ from cgan_export.contract import make_noise  # noqa: E402
 from cgan_export.images import save_grid  # noqa: E402
 from cgan_export.runtime import to_uint8  # noqa: E402
 
-VALUES = np.linspace(-2, 2, 7)
+VALUES = np.linspace(-2, 2, 5)
 
 
 def sweep(g: Generator, categories: list[int], noises: int) -> tuple[list[np.ndarray], list[str]]:
@@ -35,7 +35,7 @@ def sweep(g: Generator, categories: list[int], noises: int) -> tuple[list[np.nda
             for row in range(noises):
                 conds = np.stack([vocab.encode([f"cat={cat}", f"{code}={v:g}"]) for v in VALUES])  # [7, K + M]
                 images += list(to_uint8(g.backend.run(np.repeat(noise[row:row + 1], len(VALUES), 0), conds)))
-                captions += [f"{code}={v:g} cat={cat} z{row}" for v in VALUES]
+                captions += [f"cat={cat} {code}={v:g} z{row}" for v in VALUES]
     return images, captions
 
 

@@ -23,7 +23,9 @@ def test_the_wheel_holds_one_top_level_package_and_the_shipped_model(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"cgan_export", wheel.name.split("-py3")[0] + ".dist-info"}
     for path in ("cgan_export/exported/generator.onnx", "cgan_export/exported/manifest.json",
-                 "cgan_export/app/cli.py", "cgan_export/training/loop.py", "cgan_export/web/index.html"):
+                 "cgan_export/app/cli.py", "cgan_export/training/loop.py", "cgan_export/web/index.html",
+                 "cgan_export/exported/anime-faces/generator.onnx", "cgan_export/exported/anime-faces/evaluator.pt",
+                 "cgan_export/exported/infogan-faces/generator.onnx"):
         assert path in names, path
 
 

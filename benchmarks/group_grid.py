@@ -1,0 +1,41 @@
+"""A figure of an attribute-groups model: every value of the first group (rows) x a few values of the second
+(columns), the same noises for every cell.
+
+    python benchmarks/group_grid.py exported/anime-faces/generator.onnx --out docs/faces-grid.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout
+
+from cgan_export import Generator  # noqa: E402
+from cgan_export.images import save_grid  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("group-grid.png"))
+    parser.add_argument("--columns", default="blue eyes,red eyes,green eyes", help="values of the second group")
+    parser.add_argument("-n", type=int, default=4, help="noises per cell")
+    args = parser.parse_args()
+    g = Generator.load(args.model)
+    if g.vocabulary.kind != "groups" or len(g.vocabulary.groups) != 2:
+        raise SystemExit(f"error: {args.model} is not a model of two attribute groups")
+    rows = [g.vocabulary.names[i] for i in g.vocabulary.groups[0][1]]
+    columns = [c.strip() for c in args.columns.split(",")]
+    images, captions = [], []
+    for row in rows:
+        for column in columns:
+            images += list(g.generate([row, column], n=args.n, seed=0))  # uint8 [n, H, W, 3]
+            captions += [f"{row}, {column}"] + [""] * (args.n - 1)
+    save_grid(images, captions, args.out, columns=len(columns) * args.n)
+    print(f"{args.out}: {len(rows)} rows x {len(columns)} columns x {args.n} noises")
+
+
+if __name__ == "__main__":
+    main()
