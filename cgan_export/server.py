@@ -161,7 +161,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
         meta = generator.metadata
         fields = generator.vocabulary.to_fields()
         return {"vocabulary": generator.vocabulary.names, "max_objects": generator.vocabulary.max_objects,
-                "condition_kind": fields["condition_kind"], "groups": fields.get("groups", {}),
+                "condition_kind": fields["condition_kind"], "groups": fields.get("groups", {}), "codes": fields.get("codes"),
                 "z_dim": meta["z_dim"], "image_size": meta["image_size"], "model_sha256": sha256,
                 "weights_sha256": meta.get("weights_sha256"), "max_n": MAX_N, "max_batch": max_batch}
 

@@ -108,6 +108,7 @@ def test_malformed_json_and_oversized_bodies_are_refused(served):
 @pytest.mark.parametrize("model, query, caption", [
     (None, "objects=red+cube&objects=blue+cylinder", "red cube, blue cylinder"),
     ("anime-faces/generator.onnx", "objects=red+eyes&objects=blue+hair", "blue hair, red eyes"),  # one select per group
+    ("infogan-faces/generator.onnx", "objects=cat%3D3&objects=c1%3D-1.5", "cat=3, c1=-1.5, c2=0"),  # codes
 ])
 def test_the_web_page_shows_generated_images_in_a_real_headless_browser(model, query, caption, tmp_path):
     """Chromium (Debian's package) loads the page, which fills its form from the URL, posts and shows n images."""
