@@ -55,8 +55,8 @@ class Generator:
 
     def parse(self, conditions: Conditions) -> tuple[list[list[str]], np.ndarray]:
         """Canonical names per condition and their condition vectors float32 [C, num_classes] (multi-hot; for
-        InfoGAN codes, the one-hot category then the continuous values); one name or a list of names is one condition.  Unknown names, repeats and too many objects
-        are a :class:`~cgan_export.errors.VocabularyError`."""
+        InfoGAN codes, the one-hot category then the continuous values); one name or a list of names is one
+        condition.  Unknown names, repeats and too many objects are a :class:`~cgan_export.errors.VocabularyError`."""
         if isinstance(conditions, str):
             conditions = [conditions]
         conditions = list(conditions)
