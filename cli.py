@@ -338,13 +338,14 @@ def guide_train(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
     width: Annotated[int, typer.Option(min=4, help="Channels of the first stage (doubling per stage).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 1,
+    resolution: Annotated[int, typer.Option(min=0, help="Area-downsample images to this size first (0: full size).")] = 0,
 ) -> None:
     """Train the guide classifier (VGG-style convnet, not the evaluator) on the real images with a scene-level holdout."""
     from cgan_export.io import ensure_writable_dir
     GuideConfig, train_guide = training_names("guide", "GuideConfig", "train_guide")
 
     ensure_writable_dir(out.parent)
-    metrics = train_guide(data, out, GuideConfig(width=width, epochs=epochs, seed=seed), show_progress=sys.stderr.isatty())
+    metrics = train_guide(data, out, GuideConfig(width=width, epochs=epochs, seed=seed, resolution=resolution), show_progress=sys.stderr.isatty())
     typer.echo(json.dumps(metrics))
     typer.echo(f"guide: {out}")
 

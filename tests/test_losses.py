@@ -48,3 +48,18 @@ def test_gradient_penalty_of_a_linear_critic():
     critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere
     gp = losses.gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4))
     assert gp.item() == pytest.approx((w.norm().item() - 1) ** 2, rel=1e-5)
+
+
+def test_a_low_resolution_guide_is_blind_to_texture_finer_than_its_pixels():
+    """At resolution 32 the guide sees 2x2 area means: a +-1 checkerboard added to an image (the texture a
+    generator can use to fool a full-size classifier) leaves its logits unchanged; at full size it does not."""
+    from training.guide import GuideClassifier
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 64, 64) * 2 - 1  # [2, 3, 64, 64]
+    checker = ((torch.arange(64)[:, None] + torch.arange(64)[None]) % 2 * 2 - 1).float()  # [64, 64] of +-1
+    for resolution, blind in ((32, True), (0, False)):
+        guide = GuideClassifier(24, width=4, resolution=resolution).eval()
+        with torch.no_grad():
+            moved = (guide(image + 0.5 * checker) - guide(image)).abs().max().item()
+        assert (moved < 1e-5) is blind, (resolution, moved)

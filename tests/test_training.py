@@ -326,10 +326,11 @@ def test_guide_classifier_trains_loads_frozen_and_refuses_other_files(data_root,
     from cgan_export.errors import CganError
     from training.guide import GuideConfig, load_guide, train_guide
 
-    metrics = train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
+    config = GuideConfig(width=4, epochs=1, batch_size=4, resolution=32)
+    metrics = train_guide(data_root, tmp_path / "guide.pt", config, show_progress=False)
     assert 0.0 <= metrics["holdout_lab_accuracy"] <= 1.0
     net, info = load_guide(tmp_path / "guide.pt")
-    assert not any(p.requires_grad for p in net.parameters()) and not net.training
+    assert not any(p.requires_grad for p in net.parameters()) and not net.training and net.resolution == 32
     assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 24) and len(info["sha256"]) == 64
     with pytest.raises(CganError, match="not a guide classifier"):
         load_guide(random_evaluator)
@@ -365,3 +366,18 @@ def test_wgan_gp_trains_with_compile_on_because_its_critic_stays_eager(data_root
     result = train(config, RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
                                       compile=True, show_progress=False))
     assert result["step"] == 2
+
+
+def test_compiled_runs_keep_weights_and_batches_in_the_contiguous_layout(data_root, random_evaluator, tmp_path):
+    """CUDA inductor (torch 2.11, H100) failed its stride check in the convolution backward of channels_last
+    weights; a compiled run keeps the default layout, an eager one the preset's channels_last."""
+    from training.loop import Run
+
+    config = get_preset("acgan", batch_size=4, **TINY["acgan"])
+    assert config.channels_last
+    for compiled, expected in ((True, False), (False, True)):
+        run = Run(config, RunOptions(device="cpu", out=tmp_path / f"run-{compiled}", data=data_root,
+                                     evaluator=random_evaluator, compile=compiled, show_progress=False))
+        convs = [p for p in run.models.g.parameters() if p.dim() == 4]  # conv weights [O, I, k, k]
+        assert run.channels_last is expected
+        assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs) is expected

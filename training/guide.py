@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cgan_export.checkpoint import read_file_of_kind
 from cgan_export.io import atomic_path
@@ -31,14 +32,17 @@ class GuideConfig(FitConfig):
     weight_decay: float = 5e-4
     seed: int = 1
     width: int = 32
+    resolution: int = 0  # > 0: the guide sees images area-downsampled to this size (detail finer than that is averaged out)
 
 
 class GuideClassifier(nn.Module):
     """Two 3x3 conv + BatchNorm + ReLU per stage at 64, 32, 16 and 8 pixels (width w, 2w, 4w, 8w), 2x2 max-pool
-    between stages, average- and max-pooled 4x4 features into one linear layer: logits [N, num_classes]."""
+    between stages, average- and max-pooled features into one linear layer: logits [N, num_classes]. With a
+    ``resolution``, images are first area-downsampled to it (in training and in G's loss alike)."""
 
-    def __init__(self, num_classes: int = 24, width: int = 32):
+    def __init__(self, num_classes: int = 24, width: int = 32, resolution: int = 0):
         super().__init__()
+        self.resolution = resolution
         widths = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
         for cin, cout in zip(widths[:-1], widths[1:]):  # 64 -> 32 -> 16 -> 8 -> 4
@@ -49,7 +53,9 @@ class GuideClassifier(nn.Module):
         self.head = nn.Linear(2 * widths[-1], num_classes)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h = self.features(image)  # [N, 8w, 4, 4]
+        if self.resolution and image.shape[-1] > self.resolution:
+            image = F.adaptive_avg_pool2d(image, self.resolution)  # [N, 3, r, r]
+        h = self.features(image)  # [N, 8w, 4, 4] (2x2 at resolution 32)
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))  # [N, 24]
 
 
@@ -58,7 +64,7 @@ def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideCo
     torch.manual_seed(config.seed)
     data = load_dataset(data_root)
     train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
-    net = GuideClassifier(len(data.vocabulary), config.width)
+    net = GuideClassifier(len(data.vocabulary), config.width, config.resolution)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     metrics = fit_classifier(net, data.subset(train_idx), data.subset(hold_idx), config, "guide", show_progress)
@@ -73,7 +79,7 @@ def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideCo
 def load_guide(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """A frozen guide in eval mode and its file's description (config, metrics, vocabulary, sha256)."""
     ckpt, sha256 = read_file_of_kind(path, GUIDE_KIND, "guide classifier", "train one with: python cli.py guide train")
-    net = GuideClassifier(len(ckpt["vocabulary"]), ckpt["config"]["width"])
+    net = GuideClassifier(len(ckpt["vocabulary"]), ckpt["config"]["width"], ckpt["config"].get("resolution", 0))
     net.load_state_dict(ckpt["state_dict"])
     net = net.to(device).eval().requires_grad_(False)
     info = {k: ckpt[k] for k in ("config", "metrics", "vocabulary")}

@@ -31,7 +31,7 @@ from .conditions import colour_groups, image_weights, mix_conditions, sample_cod
 from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
-from .models import Models
+from .models import Models, channels_last_for
 from .options import RunOptions, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
@@ -89,8 +89,10 @@ class Run:
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
         self.weights = image_weights(self.data.labels, self.groups, config.same_colour_weight)  # [N] or None
         torch.manual_seed(config.seed)
+        self.compiled = bool(options.compile or (options.compile is None and self.device.type == "cuda"))
+        self.channels_last = channels_last_for(config, self.compiled)  # [B, 3, H, W] batches in the weights' layout
         self.models = Models(config, len(self.vocabulary), int(self.data.images.shape[-1]), self.device,
-                             self.parallel.world, self.vocabulary.groups)
+                             self.parallel.world, self.vocabulary.groups, self.channels_last)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.parallel.rank)
         self.steps_per_epoch = len(self.data) // (config.batch_size * self.parallel.world)
         on_gpu = self.device.type == "cuda"  # the uint8 images live on the GPU: no host copies per step
@@ -122,7 +124,7 @@ class Run:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule})
         self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device)
-        if self.options.compile or (self.options.compile is None and self.device.type == "cuda"):
+        if self.compiled:
             self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 
     def _resume(self) -> None:
@@ -192,7 +194,7 @@ class Run:
         config, models, state, device = self.config, self.models, self.state, self.device
         idx = idx.to(self.images.device)
         real = to_float(self.images[idx])  # [B, 3, H, W]
-        if config.channels_last:
+        if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         labels = self.labels[idx]  # [B, 24]
         if config.info_categories:  # InfoGAN: G draws for codes from their prior; D sees no condition

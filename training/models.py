@@ -15,12 +15,21 @@ from .losses import auxiliary_loss
 from .presets import TrainConfig
 
 
+
+def channels_last_for(config: TrainConfig, compiled: bool) -> bool:
+    """Whether a run keeps weights and batches channels_last: the config's choice, except in compiled runs.
+    Compiled on CUDA (torch 2.11, H100), channels_last weights failed inductor's stride check in the
+    convolution backward for acgan, cdcgan, wgan-gp and sagan; the contiguous layout trained."""
+    return config.channels_last and not compiled
+
 class Models:
     """G, D and the EMA copy of G, with their optimizers, and the auxiliary loss of the vocabulary's kind."""
 
     def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device,
-                 world: int = 1, groups: tuple = ()):
+                 world: int = 1, groups: tuple = (), channels_last: bool | None = None):
         self.world = world
+        # channels_last weights (default: the config's); the loop turns them off for compiled runs (channels_last_for)
+        self.channels_last = config.channels_last if channels_last is None else channels_last
         # (logits [B, C], labels [B, C]) -> loss: BCE, a CE per group, or InfoGAN's term for codes
         self.aux_loss = auxiliary_loss(groups, config.info_categories, config.info_weight)
         gcfg = {"num_classes": num_classes, "image_size": image_size, **config.generator_config}
@@ -30,7 +39,7 @@ class Models:
             dcfg["group_heads"] = [list(members) for _, members in groups]
         self.d = build_discriminator(config.discriminator, dcfg).to(device)
         self.g_ema = copy.deepcopy(self.g).eval().requires_grad_(False) if config.ema_decay > 0 else None
-        if config.channels_last:
+        if self.channels_last:
             for net in (self.g, self.d, self.g_ema):
                 if net is not None:
                     net.to(memory_format=torch.channels_last)
