@@ -2,6 +2,10 @@
 
 - diversity: for object sets with many real images, the mean per-pixel std over generated images of
   the set (one noise each) divided by the same std over the real images of the set (real = 1.0);
+- layout diversity: the same ratio on each image's colour map (per-pixel saturation, max - min over
+  RGB), which is near 0 on i-CLEVR's gray floor and background: it moves with where the coloured
+  objects sit, not with background shading or texture (a generator that keeps one layout and varies
+  its background scores high on diversity and low here);
 - fidelity: Fréchet distance to held-out real images in the evaluator's pooled features, divided by
   the distance between two real samples of the same size (real = 1.0);
 - precision and recall: k-NN manifolds in the same features (Kynkäänniemi et al. 2019, k = 3).
@@ -25,7 +29,7 @@ GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (noise [N, Z], co
 # Checkpoint selection: accuracy counts in full only where diversity and fidelity reach their targets.
 DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
 FIDELITY_TARGET = 1.5  # Fréchet distance / real floor
-SELECTION_RULE = (f"mean lab accuracy x min(1, diversity / {DIVERSITY_TARGET}) "
+SELECTION_RULE = (f"mean lab accuracy x min(1, min(diversity, layout diversity) / {DIVERSITY_TARGET}) "
                   f"x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))")
 # InfoGAN runs have no labels: the Q head's recovery of the categorical code takes the accuracy's place.
 INFO_SELECTION_RULE = f"categorical code recovery x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))"
@@ -34,6 +38,16 @@ INFO_SELECTION_RULE = f"categorical code recovery x min(1, {FIDELITY_TARGET} / (
 def pixel_diversity(groups: list[np.ndarray]) -> float:
     """Mean over groups of the per-pixel std across a group's images (each [n, 3, H, W] in [-1, 1]); 0: all alike."""
     return float(np.mean([g.astype(np.float64).std(axis=0).mean() for g in groups]))
+
+
+def colour_map(images: np.ndarray) -> np.ndarray:
+    """Per-pixel saturation [n, 1, H, W] of images [n, 3, H, W]: max - min over RGB (0 wherever the image is gray)."""
+    return images.max(axis=1, keepdims=True) - images.min(axis=1, keepdims=True)
+
+
+def layout_diversity(groups: list[np.ndarray]) -> float:
+    """:func:`pixel_diversity` of the groups' colour maps: how much the coloured objects move between images."""
+    return pixel_diversity([colour_map(g) for g in groups])
 
 
 @torch.no_grad()
@@ -102,23 +116,31 @@ class RealReference:
         """Mean per-pixel std over the real images of each set."""
         return pixel_diversity(list(self.set_images))
 
+    @property
+    def real_layout_diversity(self) -> float:
+        """Mean per-pixel std of the colour maps over the real images of each set."""
+        return layout_diversity(list(self.set_images))
+
     def real_figures(self) -> dict:
         """The real-data row: the second real sample scored like a generator."""
         precision, recall = precision_recall(self.held_features, self.other_features)
-        return {"diversity": 1.0, "frechet": frechet_distance(self.held_features, self.other_features),
+        return {"diversity": 1.0, "layout_diversity": 1.0, "frechet": frechet_distance(self.held_features, self.other_features),
                 "fidelity": 1.0, "precision": precision, "recall": recall}
 
 
 def diversity_ratio(generate: GenerateFn, z_dim: int, reference: RealReference, seed: int = 0) -> dict:
-    """Generated / real per-pixel std over the reference's object sets (as many images per set as real ones)."""
+    """Generated / real per-pixel std over the reference's object sets (as many images per set as real ones),
+    of the images and of their colour maps."""
     sizes = [len(images) for images in reference.set_images]
     cond = np.repeat(reference.set_conditions, sizes, axis=0).astype(np.float32)  # [sum n_s, C]
     fake = generate(make_noise(len(cond), z_dim, seed), cond)
     groups = np.split(fake, np.cumsum(sizes)[:-1])
     real = reference.real_diversity
     generated = pixel_diversity(groups)
+    layout_real, layout_generated = reference.real_layout_diversity, layout_diversity(groups)
     return {"diversity": generated / real, "diversity_std_generated": generated, "diversity_std_real": real,
-            "diversity_sets": len(sizes)}
+            "diversity_sets": len(sizes), "layout_diversity": layout_generated / layout_real,
+            "layout_std_generated": layout_generated, "layout_std_real": layout_real}
 
 
 def score(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, seed: int = 0) -> dict:
@@ -141,18 +163,19 @@ def fidelity(generate: GenerateFn, z_dim: int, reference: RealReference, evaluat
 
 def selection_score(accuracy: float, card: dict) -> float:
     """The number ``best.pt`` is picked by (see ``SELECTION_RULE``): collapse or blur cannot win on accuracy alone."""
-    return (accuracy * min(1.0, card["diversity"] / DIVERSITY_TARGET)
+    diversity = min(card["diversity"], card.get("layout_diversity", card["diversity"]))  # older records: pixels only
+    return (accuracy * min(1.0, diversity / DIVERSITY_TARGET)
             * min(1.0, FIDELITY_TARGET / max(card["fidelity"], 1e-9)))
 
 
 def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
     """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result)."""
     files = sorted({f for result in accuracy.values() for f in result})
-    lines = ["| model | " + " | ".join(files) + " | diversity (real 1.0) | Fréchet distance (x real floor) "
-             "| precision | recall |", "|---" * (len(files) + 5) + "|"]
+    lines = ["| model | " + " | ".join(files) + " | diversity (real 1.0) | layout diversity | Fréchet distance "
+             "(x real floor) | precision | recall |", "|---" * (len(files) + 6) + "|"]
     for name, card in cards.items():
         accs = [f"{accuracy[name][f]['mean']:.3f} ± {accuracy[name][f]['std']:.3f}" if name in accuracy else "-"
                 for f in files]
-        lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card['frechet']:.1f} "
+        lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card.get('layout_diversity', float('nan')):.3f} | {card['frechet']:.1f} "
                      f"({card['fidelity']:.2f}x) | {card['precision']:.3f} | {card['recall']:.3f} |")
     return "\n".join(lines)

@@ -32,6 +32,13 @@ def collapsed_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
     return scenes(np.zeros_like(noise))
 
 
+def one_layout_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+    """One scene whatever the noise, on a gray background whose brightness follows the noise."""
+    images = scenes(np.zeros_like(noise))
+    background = (images == images[:, :1]).all(axis=1, keepdims=True)  # [N, 1, H, W]: gray pixels
+    return np.where(background, images + 0.3 * np.tanh(noise[:, 5, None, None, None]), images).astype(np.float32)
+
+
 def blurred_generator(noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
     """Real scenes under a 9x9 box blur."""
     images = torch.from_numpy(scenes(noise))
@@ -66,7 +73,7 @@ def test_identical_images_have_zero_diversity():
 def test_a_generator_that_ignores_its_noise_scores_zero_diversity(reference):
     ref, evaluator = reference
     card = scorecard.score(collapsed_generator, 8, ref, evaluator)
-    assert card["diversity"] == 0.0 and card["diversity_sets"] == 6
+    assert card["diversity"] == 0.0 and card["layout_diversity"] == 0.0 and card["diversity_sets"] == 6
     assert card["recall"] < 0.1  # one picture covers none of the real manifold
 
 
@@ -74,6 +81,7 @@ def test_another_real_sample_scores_close_to_the_real_reference(reference):
     ref, evaluator = reference
     card = scorecard.score(real_generator, 8, ref, evaluator)
     assert card["diversity"] == pytest.approx(1.0, abs=0.15)
+    assert card["layout_diversity"] == pytest.approx(1.0, abs=0.15)
     assert card["fidelity"] == pytest.approx(1.0, abs=0.3)
     assert card["precision"] > 0.7 and card["recall"] > 0.7
     real_row = ref.real_figures()
@@ -95,12 +103,20 @@ def test_blur_lowers_the_diversity_ratio(reference):
     assert scorecard.diversity_ratio(blurred_generator, 8, ref)["diversity"] < real - 0.1
 
 
+def test_one_layout_on_a_changing_background_is_diverse_in_pixels_and_not_in_layout(reference):
+    ref, _ = reference
+    card = scorecard.diversity_ratio(one_layout_generator, 8, ref)
+    assert card["diversity"] > 0.8 and card["layout_diversity"] == 0.0
+
+
 def test_selection_rule_lets_no_collapsed_generator_win_on_accuracy():
-    diverse = {"diversity": 0.9, "fidelity": 1.2}
+    diverse = {"diversity": 0.9, "layout_diversity": 0.9, "fidelity": 1.2}
+    one_layout = {"diversity": 0.9, "layout_diversity": 0.2, "fidelity": 1.2}
     collapsed = {"diversity": 0.1, "fidelity": 1.2}
     blurry = {"diversity": 0.9, "fidelity": 4.0}
     assert scorecard.selection_score(0.90, diverse) == pytest.approx(0.90)
     assert scorecard.selection_score(0.99, collapsed) < scorecard.selection_score(0.80, diverse)
+    assert scorecard.selection_score(0.99, one_layout) < scorecard.selection_score(0.80, diverse)
     assert scorecard.selection_score(0.99, blurry) < scorecard.selection_score(0.80, diverse)
 
 

@@ -347,8 +347,9 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=1.0, **TINY["best"])
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
-    with pytest.raises(CganError, match="needs a guide classifier"):
-        train(config, options)
+    train(replace(config, guide_epochs=1, guide_resolution=32), replace(options, out=tmp_path / "own"))
+    own = torch.load(tmp_path / "own" / "best.pt", weights_only=True)["training"]["guide"]  # trained in-run, phase 0
+    assert own["path"] == str(tmp_path / "own" / "guide.pt") and own["config"]["resolution"] == 32
     train(config, replace(options, guide=tmp_path / "guide.pt"))
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert "g_guide" in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -74,7 +74,8 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
     attribute group) and return its metrics on ``hold``."""
     groups = train.vocabulary.groups
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = len(train) // config.batch_size
+    batch_size = min(config.batch_size, len(train))  # a tiny data folder still gets one step per epoch
+    steps_per_epoch = len(train) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(config.seed)
     start, seen, acc = time.time(), 0, 0.0
@@ -83,7 +84,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
         for epoch in range(config.epochs):
             order = torch.randperm(len(train), generator=gen)
             for step in range(steps_per_epoch):
-                idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                idx = order[step * batch_size:(step + 1) * batch_size]
                 x = augment(to_float(train.images[idx]), gen)  # [B, 3, 64, 64]
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)

@@ -123,7 +123,8 @@ class Run:
         if self.parallel.main:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule})
-        self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device)
+        self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device,
+                                self.console, self.parallel.main)
         if self.compiled:
             self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 
@@ -245,8 +246,8 @@ class Run:
         self.save_last()
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
         card = metrics.get("scorecard") or {}
-        figures = "".join(f" {k} {card[k]:{spec}}" for k, spec in (("diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
-                          if k in card)
+        shown = (("diversity", ".3f"), ("layout_diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
+        figures = "".join(f" {k} {card[k]:{spec}}" for k, spec in shown if k in card)
         figures += "".join(f" {k} {v:.3f}" for k, v in metrics.get("info", {}).items() if k != "images")
         self.console.print(f"step {state.step} ({state.elapsed / 60:.1f} min, {record['images_per_second']:.0f} img/s): "
                            f"{accs}{figures} selection {metrics['selection']:.3f} best {state.best_score:.3f}")

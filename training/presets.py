@@ -28,7 +28,9 @@ class TrainConfig:
     random_condition_fraction: float = 0.0  # share of generated images drawn for random conditions, not the batch's
     random_same_colour: float = 0.0  # share of those random conditions that pair two objects of one colour
     same_colour_weight: float = 1.0  # sampling weight of training images pairing two objects of one colour (1: uniform)
-    guide_weight: float = 0.0  # G also pays this x the guide classifier's BCE on its images (run option --guide)
+    guide_weight: float = 0.0  # G also pays this x the guide classifier's BCE on its images (--guide, else trained in-run)
+    guide_resolution: int = 0  # a guide trained in-run sees images area-downsampled to this size (0: full size)
+    guide_epochs: int = 6  # epochs of a guide trained in-run
     info_categories: int = 0  # InfoGAN: values of the categorical code (with info_continuous 0: a labelled run)
     info_continuous: int = 0  # InfoGAN: number of continuous codes (uniform on [-1, 1] in training)
     info_weight: float = 1.0  # InfoGAN: weight of the continuous codes' squared error beside the categorical CE

@@ -60,7 +60,8 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     ax_acc.plot(steps, [r.get("selection", float("nan")) for r in records], "k--", label="selection value")
     ax_acc.set_xlabel("step"), ax_acc.set_title("lab accuracy (mean over seeds); selection"), ax_acc.legend()
     card = [r.get("scorecard") or {} for r in records]
-    for key, label in (("diversity", "diversity (real 1)"), ("precision", "precision"), ("recall", "recall"),
+    for key, label in (("diversity", "diversity (real 1)"), ("layout_diversity", "layout diversity"),
+                       ("precision", "precision"), ("recall", "recall"),
                        ("fidelity", "Fréchet / real floor")):
         ax_card.plot(steps, [c.get(key, float("nan")) for c in card], label=label)
     ax_card.set_yscale("log"), ax_card.set_xlabel("step"), ax_card.set_title("scorecard"), ax_card.legend()

@@ -89,7 +89,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.detach()}
     if guide_logits is not None:
-        guided = losses.aux_bce(guide_logits, labels)
+        guided = models.aux_loss(guide_logits, labels)  # the vocabulary's classification loss (BCE, or CE per group)
         loss = loss + config.guide_weight * guided
         out["g_guide"] = guided.detach()
     weight = losses.ramp(step, config.aux_weight_g, config.aux_ramp_steps)
