@@ -350,6 +350,9 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     train(replace(config, guide_epochs=1, guide_resolution=32), replace(options, out=tmp_path / "own"))
     own = torch.load(tmp_path / "own" / "best.pt", weights_only=True)["training"]["guide"]  # trained in-run, phase 0
     assert own["path"] == str(tmp_path / "own" / "guide.pt") and own["config"]["resolution"] == 32
+    train(replace(config, guide_start_step=2), replace(options, out=tmp_path / "staged", epochs=4 / 6))  # joins at 2
+    records = [json.loads(line) for line in (tmp_path / "staged" / "metrics.jsonl").read_text().splitlines()]
+    assert ["g_guide" in r["losses"] for r in records] == [False, True]
     train(config, replace(options, guide=tmp_path / "guide.pt"))
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert "g_guide" in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -31,6 +31,7 @@ class TrainConfig:
     guide_weight: float = 0.0  # G also pays this x the guide classifier's BCE on its images (--guide, else trained in-run)
     guide_resolution: int = 0  # a guide trained in-run sees images area-downsampled to this size (0: full size)
     guide_epochs: int = 6  # epochs of a guide trained in-run
+    guide_start_step: int = 0  # the guide joins G's loss from this iteration on (a staged schedule: layouts first)
     info_categories: int = 0  # InfoGAN: values of the categorical code (with info_continuous 0: a labelled run)
     info_continuous: int = 0  # InfoGAN: number of continuous codes (uniform on [-1, 1] in training)
     info_weight: float = 1.0  # InfoGAN: weight of the continuous codes' squared error beside the categorical CE
