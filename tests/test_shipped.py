@@ -110,4 +110,5 @@ def test_the_shipped_faces_generator_draws_the_hair_it_is_asked_for():
     cond = np.repeat(g.encode(conditions), 4, axis=0)  # [48, 23]
     images = g.backend.run(np.random.default_rng(0).standard_normal((len(cond), g.metadata["z_dim"]), dtype=np.float32), cond)
     hits, counts = per_object_hits(evaluator.scores(torch.from_numpy(images)), torch.from_numpy(cond), g.vocabulary.groups)
-    assert group_accuracy(hits, counts, g.vocabulary)["hair"] >= 0.8  # measures 0.896 (43 of 48)
+    accuracy = group_accuracy(hits, counts, g.vocabulary)  # measures hair 1.0 (48 of 48), blue eyes 0.979
+    assert accuracy["hair"] >= 0.9 and accuracy["eyes"] >= 0.8, accuracy
