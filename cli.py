@@ -345,7 +345,8 @@ def guide_train(
     GuideConfig, train_guide = training_names("guide", "GuideConfig", "train_guide")
 
     ensure_writable_dir(out.parent)
-    metrics = train_guide(data, out, GuideConfig(width=width, epochs=epochs, seed=seed, resolution=resolution), show_progress=sys.stderr.isatty())
+    config = GuideConfig(width=width, epochs=epochs, seed=seed, resolution=resolution)
+    metrics = train_guide(data, out, config, show_progress=sys.stderr.isatty())
     typer.echo(json.dumps(metrics))
     typer.echo(f"guide: {out}")
 

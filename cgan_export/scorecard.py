@@ -124,8 +124,8 @@ class RealReference:
     def real_figures(self) -> dict:
         """The real-data row: the second real sample scored like a generator."""
         precision, recall = precision_recall(self.held_features, self.other_features)
-        return {"diversity": 1.0, "layout_diversity": 1.0, "frechet": frechet_distance(self.held_features, self.other_features),
-                "fidelity": 1.0, "precision": precision, "recall": recall}
+        return {"diversity": 1.0, "layout_diversity": 1.0, "fidelity": 1.0, "precision": precision, "recall": recall,
+                "frechet": frechet_distance(self.held_features, self.other_features)}
 
 
 def diversity_ratio(generate: GenerateFn, z_dim: int, reference: RealReference, seed: int = 0) -> dict:
@@ -176,6 +176,6 @@ def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
     for name, card in cards.items():
         accs = [f"{accuracy[name][f]['mean']:.3f} ± {accuracy[name][f]['std']:.3f}" if name in accuracy else "-"
                 for f in files]
-        lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card.get('layout_diversity', float('nan')):.3f} | {card['frechet']:.1f} "
-                     f"({card['fidelity']:.2f}x) | {card['precision']:.3f} | {card['recall']:.3f} |")
+        lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card['layout_diversity']:.3f} "
+                     f"| {card['frechet']:.1f} ({card['fidelity']:.2f}x) | {card['precision']:.3f} | {card['recall']:.3f} |")
     return "\n".join(lines)

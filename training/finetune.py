@@ -13,7 +13,8 @@ from cgan_export.checkpoint import GENERATOR_KIND
 from cgan_export.errors import CganError, first_line
 from cgan_export.networks import ARCHITECTURE_ALIASES, build_generator, generator_config
 
-from .guide import GuideConfig, load_guide, train_guide
+from .data import ICLEVRData
+from .guide import GuideConfig, fit_guide, load_guide
 from .models import Models
 from .options import RunOptions
 from .presets import TrainConfig
@@ -66,7 +67,7 @@ def _init_from_generator(models: Models, saved: dict, path: Path, console: Conso
     return source
 
 
-def train_run_guide(config: TrainConfig, options: RunOptions, console: Console) -> Path:
+def train_run_guide(config: TrainConfig, options: RunOptions, data: ICLEVRData, console: Console) -> Path:
     """Phase 0 of a guided run given no ``--guide``: train the guide on the run's data into ``OUT/guide.pt``
     (its own scene-level split; ``guide_resolution``, ``guide_epochs``). Resumes reopen that file."""
     path = Path(options.out) / GUIDE_FILE
@@ -74,25 +75,26 @@ def train_run_guide(config: TrainConfig, options: RunOptions, console: Console) 
         console.print(f"training the guide classifier into {path} ({config.guide_epochs} epochs, "
                       f"resolution {config.guide_resolution or 'full'})")
         guide_config = GuideConfig(epochs=config.guide_epochs, resolution=config.guide_resolution)
-        metrics = train_guide(options.data, path, guide_config, show_progress=options.show_progress)
+        metrics = fit_guide(data, path, guide_config, show_progress=options.show_progress)
         console.print(f"guide: held-out lab accuracy {metrics['holdout_lab_accuracy']:.4f}")
     return path
 
 
-def open_guide(config: TrainConfig, options: RunOptions, state: "RunState", vocabulary: dict,
-               device: torch.device, console: Console, main: bool = True) -> nn.Module | None:
+def open_guide(config: TrainConfig, options: RunOptions, state: "RunState", data: ICLEVRData,
+               device: torch.device, console: Console, distributed: bool = False) -> nn.Module | None:
     """The frozen guide classifier when ``config.guide_weight`` > 0: ``--guide``, else the file the run started
     with, else one trained now into the run folder; its path, hash and held-out accuracy go into ``state`` and
     from there into every checkpoint."""
     if config.guide_weight > 0 and config.info_categories:
         raise CganError("an InfoGAN run has no labels for a guide classifier: leave guide_weight at 0")
-    if config.guide_weight > 0 and not main and options.guide is None and not state.guide:
+    if config.guide_weight > 0 and distributed and options.guide is None and not state.guide:
         raise CganError("a data-parallel run trains no guide of its own: pass --guide PATH (python cli.py guide train)")
     if config.guide_weight <= 0:
         return None
-    path = options.guide or (Path(state.guide["path"]) if state.guide else None) or train_run_guide(config, options, console)
+    path = (options.guide or (Path(state.guide["path"]) if state.guide else None)
+            or train_run_guide(config, options, data, console))
     net, info = load_guide(path, device)
-    if info["vocabulary"] != vocabulary:
+    if info["vocabulary"] != data.vocabulary.to_mapping():
         raise CganError(f"--guide {path} was trained on another vocabulary than this data folder's objects.json")
     if state.guide and state.guide["sha256"] != info["sha256"]:
         raise CganError(f"--guide {path} is not the guide classifier this run was trained with")

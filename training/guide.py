@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from cgan_export.checkpoint import read_file_of_kind
 from cgan_export.io import atomic_path
 
-from .data import load_dataset, scene_split
+from .data import ICLEVRData, load_dataset, scene_split
 from .evaluator_training import FitConfig, fit_classifier
 
 GUIDE_KIND = "cgan-export/guide-classifier"
@@ -61,8 +61,12 @@ class GuideClassifier(nn.Module):
 
 def train_guide(data_root: Path | None, out: Path, config: GuideConfig = GuideConfig(), show_progress: bool = True) -> dict:
     """Train the guide on a scene-level split of the real images, write it atomically, return its metrics."""
+    return fit_guide(load_dataset(data_root), out, config, show_progress)
+
+
+def fit_guide(data: ICLEVRData, out: Path, config: GuideConfig = GuideConfig(), show_progress: bool = True) -> dict:
+    """:func:`train_guide` on a data set already loaded (a run that trains its own guide)."""
     torch.manual_seed(config.seed)
-    data = load_dataset(data_root)
     train_idx, hold_idx = scene_split(data.files, config.holdout_fraction, config.seed)
     net = GuideClassifier(len(data.vocabulary), config.width, config.resolution)
     if config.channels_last:

@@ -123,8 +123,8 @@ class Run:
         if self.parallel.main:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule})
-        self.guide = open_guide(self.config, self.options, self.state, self.data.vocabulary.to_mapping(), self.device,
-                                self.console, self.parallel.main)
+        self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
+                                self.parallel.world > 1)
         if self.compiled:
             self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 

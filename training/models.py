@@ -15,12 +15,12 @@ from .losses import auxiliary_loss
 from .presets import TrainConfig
 
 
-
 def channels_last_for(config: TrainConfig, compiled: bool) -> bool:
     """Whether a run keeps weights and batches channels_last: the config's choice, except in compiled runs.
     Compiled on CUDA (torch 2.11, H100), channels_last weights failed inductor's stride check in the
     convolution backward for acgan, cdcgan, wgan-gp and sagan; the contiguous layout trained."""
     return config.channels_last and not compiled
+
 
 class Models:
     """G, D and the EMA copy of G, with their optimizers, and the auxiliary loss of the vocabulary's kind."""

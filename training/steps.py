@@ -85,8 +85,8 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         fake = models.g(noise, labels)
         seen = d_input(fake.float(), config)  # [B, 3, H, W]
         fake_adv, fake_aux = models.d(seen, d_condition(labels, config))
-        guided = guide is not None and config.guide_weight > 0 and step >= config.guide_start_step
-        guide_logits = guide(seen) if guided else None  # [B, 24]
+        use_guide = guide is not None and config.guide_weight > 0 and step >= config.guide_start_step
+        guide_logits = guide(seen) if use_guide else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.detach()}
     if guide_logits is not None:
