@@ -73,7 +73,7 @@ def friendly_errors(fn: Callable) -> Callable:
 @friendly_errors
 def train(
     data: DataOption = None,
-    preset: Annotated[str, typer.Option(help="acgan | cdcgan | wgan-gp | sagan | best.")] = "best",
+    preset: Annotated[str, typer.Option(help="best | acgan | group-acgan | cdcgan | wgan-gp | sagan | infogan.")] = "best",
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Total training minutes over all resumes.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Total epochs (instead of --minutes).")] = None,
@@ -84,8 +84,9 @@ def train(
                                                       "(same networks; other settings may differ), or from a generator "
                                                       "checkpoint such as exported/generator.pt (D starts fresh: "
                                                       "see --set d_warmup_steps=K).")] = None,
-    guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train), used with "
-                                                  "--set guide_weight=W; a resumed run reopens its own.")] = None,
+    guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train) for a preset "
+                                                  "with a guide weight (best); without it the run trains its own into "
+                                                  "OUT/guide.pt first. A resumed run reopens its own.")] = None,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device("auto"),
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
     batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,

@@ -4,12 +4,14 @@
 
 Each round times, in turn: the model alone (``Generator.batches``, images kept in memory and dropped),
 ``generate`` writing one PNG per image (``--scale 1``), and ``generate --format npz``.  Prints images/s
-and the ratio of each end-to-end path to the model alone (median over rounds).
+and the ratio of each end-to-end path to the model alone (median over rounds), then the cost of one
+image's parts on one thread: PNG encoding (ours against Pillow's at zlib level 1) and the atomic write.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import tempfile
 import time
@@ -22,8 +24,12 @@ sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout
 
 import numpy as np
 
+from PIL import Image
+
 from cgan_export import Generator
 from cgan_export.generate import generate_to_folder
+from cgan_export.images import png_bytes
+from cgan_export.io import write_bytes_atomic
 from cgan_export.vocabulary import read_condition_file
 from training.data import resolve_data_root
 
@@ -37,14 +43,42 @@ def model_alone(gen: Generator, conditions: list[list[str]], n: int, batch_size:
     return time.perf_counter() - start
 
 
+def per_image_costs(images: np.ndarray, parent: Path, rounds: int) -> dict[str, tuple[float, float]]:
+    """Milliseconds (median over ``rounds``, the paths alternating) and kilobytes per image, on one thread:
+    each PNG encoder, and the atomic write of a file."""
+    def pillow(image: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
+
+    folder = Path(tempfile.mkdtemp(prefix=".bulk-", dir=parent))
+    data = png_bytes(images[0])
+    paths = {"PNG encoding (ours: Up filter, zlib 1)": lambda: [png_bytes(image) for image in images],
+             "PNG encoding (Pillow, zlib 1)": lambda: [pillow(image) for image in images],
+             "atomic file write (temp file + rename)": lambda: [write_bytes_atomic(folder / f"{i}.png", data)
+                                                              for i in range(len(images))]}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    sizes = {}
+    try:
+        for _ in range(rounds):
+            for name, path in paths.items():
+                start = time.perf_counter()
+                out = path()
+                times[name].append((time.perf_counter() - start) / len(images) * 1e3)
+                sizes[name] = np.mean([len(o) if isinstance(o, bytes) else len(data) for o in out]) / 1024
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {name: (float(np.median(times[name])), sizes[name]) for name in paths}
+
+
 def end_to_end(conditions: list[list[str]], n: int, batch_size: int, file_format: str, model: Path | None,
-               parent: Path) -> float:
+               parent: Path, workers: int) -> float:
     """Seconds for ``generate`` to write every image into a fresh temporary folder under ``parent``."""
     folder = Path(tempfile.mkdtemp(prefix=".bulk-", dir=parent))
     try:
         start = time.perf_counter()
         generate_to_folder(conditions, n=n, seed=0, out=folder, model=model, scale=1, batch_size=batch_size,
-                           grid=False, file_format=file_format)
+                           grid=False, file_format=file_format, workers=workers)
         return time.perf_counter() - start
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -59,6 +93,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--dir", type=Path, default=Path.cwd(), help="where the temporary output folders go "
                         "(the file system matters: creating small files costs 20x more in some /tmp mounts)")
+    parser.add_argument("--workers", type=int, default=0, help="writer threads (0: one per usable CPU, as generate)")
     args = parser.parse_args()
     conditions = read_condition_file(args.conditions)
     total = len(conditions) * args.n
@@ -67,8 +102,8 @@ def main() -> None:
     model_alone(gen, conditions[:1], 64, args.batch_size)  # warm-up
     for _ in range(args.rounds):
         times["model alone"].append(model_alone(gen, conditions, args.n, args.batch_size))
-        times["generate, PNG files"].append(end_to_end(conditions, args.n, args.batch_size, "png", args.model, args.dir))
-        times["generate, npz shards"].append(end_to_end(conditions, args.n, args.batch_size, "npz", args.model, args.dir))
+        for name, file_format in (("generate, PNG files", "png"), ("generate, npz shards", "npz")):
+            times[name].append(end_to_end(conditions, args.n, args.batch_size, file_format, args.model, args.dir, args.workers))
     base = float(np.median(times["model alone"]))
     print(f"{total} images ({len(conditions)} conditions x {args.n}) into {args.dir}, batch {args.batch_size}, "
           f"median of {args.rounds} rounds, paths alternating within each round")
@@ -77,6 +112,11 @@ def main() -> None:
     for name, values in times.items():
         t = float(np.median(values))
         print(f"| {name} | {total / t:.0f} | {base / t:.2f} |")
+    print("\n| one image, one thread | ms | KB |")
+    print("|---|---|---|")
+    sample = gen.generate(conditions[:4], n=128, seed=1)  # [512, H, W, 3]
+    for name, (ms, kb) in per_image_costs(sample, args.dir, args.rounds).items():
+        print(f"| {name} | {ms:.3f} | {kb:.1f} |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import struct
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -13,7 +15,11 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import OutputError
 from .io import atomic_path, write_bytes_atomic
 
-PNG_COMPRESS_LEVEL = 1  # zlib level of per-sample PNGs: much faster to encode than the default 6, files a little larger (README, bulk generation)
+# Per-sample PNGs: each row stored as its difference from the row above (PNG filter 2, "Up"), deflated at
+# zlib level 1.  On 64x64 renders that is ~3.5x faster to encode than Pillow at level 1 (which tries
+# filters per row) and no larger (README, "Bulk generation"; benchmarks/png_encode.py).
+PNG_COMPRESS_LEVEL = 1
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def slug(condition: Sequence[str]) -> str:
@@ -21,14 +27,26 @@ def slug(condition: Sequence[str]) -> str:
     return "_".join(re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") for name in condition)
 
 
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
 def png_bytes(image: np.ndarray, scale: int = 1) -> bytes:
-    """uint8 [H, W, 3] encoded as PNG (nearest-neighbour upscaled by ``scale``)."""
-    im = Image.fromarray(image)
+    """uint8 [H, W, 3] encoded as an 8-bit RGB PNG (nearest-neighbour upscaled by ``scale``), losslessly."""
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 [H, W, 3] image, got shape {image.shape}")
     if scale > 1:
-        im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    buffer = io.BytesIO()
-    im.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)  # [H*s, W*s, 3]
+    h, w, _ = image.shape
+    flat = image.reshape(h, w * 3)  # [H, 3W]
+    rows = np.empty((h, w * 3 + 1), dtype=np.uint8)  # each row: filter byte 2, then the difference to the row above
+    rows[:, 0] = 2
+    rows[0, 1:] = flat[0]
+    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG's Up filter does
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, adaptive filtering, no interlace
+    return (PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL))
+            + _chunk(b"IEND", b""))
 
 
 def save_png(image: np.ndarray, path: Path, scale: int = 1) -> Path:

@@ -34,22 +34,44 @@ def atomic_path(target: Path) -> Iterator[Path]:
     behind and becomes one :class:`OutputError` naming the path and the cause.
     """
     target = Path(target)
-    tmp_path = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    tmp_path = _tmp_beside(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         yield tmp_path
         os.replace(tmp_path, target)
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
         tmp_path.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically (bulk output: one small file per image)."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``target`` atomically, into a folder that exists (bulk output: one small file per image,
+    so plain ``os`` calls: each extra system call shows in the images per second)."""
+    tmp = str(_tmp_beside(Path(target)))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise
     return Path(target)
+
+
+def _tmp_beside(target: Path) -> Path:
+    """A temp name beside ``target``, unique per process and thread."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def atomic_write(target: Path, writer: Callable[[Path], Any]) -> Path:

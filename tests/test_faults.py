@@ -23,7 +23,7 @@ TINY = {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16}, "discrimin
 
 
 def _config(**overrides):
-    return get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **{**TINY, **overrides})
+    return get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=0.0, **{**TINY, **overrides})
 
 
 def _options(data_root, random_evaluator, out, **kw):
@@ -107,7 +107,7 @@ def test_sigterm_saves_last_pt_and_resume_carries_on(data_root, random_evaluator
     command = [sys.executable, "cli.py", "train", "--data", str(data_root), "--evaluator", str(random_evaluator),
                "--out", str(out), "--device", "cpu", "--minutes", "5", "--eval-every", "1000", "--batch-size", "4",
                "--set", 'generator_config={"z_dim": 16, "ngf": 8, "embed_dim": 16}', "--set", 'discriminator_config={"ndf": 8}',
-               "--set", "eval_seeds=1"]
+               "--set", "eval_seeds=1", "--set", "guide_weight=0"]
     run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / LOCK_FILE).exists() and time.time() < deadline:  # training has started

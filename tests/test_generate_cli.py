@@ -238,19 +238,19 @@ def test_bulk_png_files_match_the_api_images(exported_best, tmp_path):
 
 def test_a_full_disk_during_generate_is_one_error_line_and_no_partial_file(exported_best, tmp_path, monkeypatch):
     import errno
-
-    from PIL import Image
+    import os
 
     calls = {"n": 0}
-    real_save = Image.Image.save
+    real_write = os.write
 
-    def failing_save(self, fp, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] >= 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, fp, *args, **kwargs)
+    def failing_write(fd, data):  # the disk fills while the fifth PNG is written
+        if bytes(data[:4]) == b"\x89PNG":
+            calls["n"] += 1
+            if calls["n"] >= 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
 
-    monkeypatch.setattr(Image.Image, "save", failing_save)
+    monkeypatch.setattr(os, "write", failing_write)
     out = tmp_path / "full"
     code, text = _cli("generate", "red cube", "-n", 64, "--out", out, "--model", exported_best / "generator.onnx", "--workers", 1)
     _assert_clean_failure(code, text, "No space left on device")

@@ -345,12 +345,12 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     from training.guide import GuideConfig, train_guide
 
     train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=1.0, **TINY["best"])
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_start=0.0, **TINY["best"])
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(replace(config, guide_epochs=1, guide_resolution=32), replace(options, out=tmp_path / "own"))
     own = torch.load(tmp_path / "own" / "best.pt", weights_only=True)["training"]["guide"]  # trained in-run, phase 0
     assert own["path"] == str(tmp_path / "own" / "guide.pt") and own["config"]["resolution"] == 32
-    train(replace(config, guide_start_step=2), replace(options, out=tmp_path / "staged", epochs=4 / 6))  # joins at 2
+    train(replace(config, guide_start=0.5), replace(options, out=tmp_path / "staged", epochs=4 / 6))  # joins at step 2
     records = [json.loads(line) for line in (tmp_path / "staged" / "metrics.jsonl").read_text().splitlines()]
     assert ["g_guide" in r["losses"] for r in records] == [False, True]
     train(config, replace(options, guide=tmp_path / "guide.pt"))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import torch.distributed
 import torch.nn as nn
 from rich.console import Console
 
@@ -14,6 +15,7 @@ from cgan_export.errors import CganError, first_line
 from cgan_export.networks import ARCHITECTURE_ALIASES, build_generator, generator_config
 
 from .data import ICLEVRData
+from .distributed import Distributed
 from .guide import GuideConfig, fit_guide, load_guide
 from .models import Models
 from .options import RunOptions
@@ -81,18 +83,21 @@ def train_run_guide(config: TrainConfig, options: RunOptions, data: ICLEVRData, 
 
 
 def open_guide(config: TrainConfig, options: RunOptions, state: "RunState", data: ICLEVRData,
-               device: torch.device, console: Console, distributed: bool = False) -> nn.Module | None:
+               device: torch.device, console: Console, parallel: Distributed = Distributed()) -> nn.Module | None:
     """The frozen guide classifier when ``config.guide_weight`` > 0: ``--guide``, else the file the run started
-    with, else one trained now into the run folder; its path, hash and held-out accuracy go into ``state`` and
-    from there into every checkpoint."""
+    with, else one trained now into the run folder (by rank 0 of a data-parallel job, the others waiting); its
+    path, hash and held-out accuracy go into ``state`` and from there into every checkpoint."""
     if config.guide_weight > 0 and config.info_categories:
         raise CganError("an InfoGAN run has no labels for a guide classifier: leave guide_weight at 0")
-    if config.guide_weight > 0 and distributed and options.guide is None and not state.guide:
-        raise CganError("a data-parallel run trains no guide of its own: pass --guide PATH (python cli.py guide train)")
     if config.guide_weight <= 0:
         return None
-    path = (options.guide or (Path(state.guide["path"]) if state.guide else None)
-            or train_run_guide(config, options, data, console))
+    path = options.guide or (Path(state.guide["path"]) if state.guide else None)
+    if path is None:
+        if parallel.main:
+            train_run_guide(config, options, data, console)
+        if parallel.world > 1:
+            torch.distributed.barrier()  # the other ranks read the guide rank 0 has written
+        path = Path(options.out) / GUIDE_FILE
     net, info = load_guide(path, device)
     if info["vocabulary"] != data.vocabulary.to_mapping():
         raise CganError(f"--guide {path} was trained on another vocabulary than this data folder's objects.json")

@@ -124,7 +124,7 @@ class Run:
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule})
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
-                                self.parallel.world > 1)
+                                self.parallel)
         if self.compiled:
             self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
 
@@ -212,8 +212,9 @@ class Run:
             noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
             logs = d_step(models, config, real, labels, fake_labels, noise, autocast)
         noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
+        guide = self.guide if _budget_spent(state, max_steps, self.options.minutes) >= config.guide_start else None
         if state.step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
-            logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, self.guide))
+            logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, guide))
         models.broadcast_buffers()
         if state.step >= config.d_warmup_steps:  # no fresh EMA warm-up when fine-tuning
             models.update_ema(config.ema_decay, state.step + (state.init_from or {}).get("step", 0))
@@ -352,6 +353,13 @@ def _done(state: RunState, max_steps: int | None, minutes: float | None) -> bool
     if max_steps is not None and state.step >= max_steps:
         return True
     return minutes is not None and state.elapsed >= minutes * 60
+
+
+def _budget_spent(state: RunState, max_steps: int | None, minutes: float | None) -> float:
+    """The share of the run's budget spent so far: iterations of ``max_steps``, else seconds of ``minutes``."""
+    if max_steps is not None:
+        return state.step / max_steps
+    return state.elapsed / (minutes * 60) if minutes else 0.0
 
 
 def _cpu_copy(g: nn.Module) -> nn.Module:

@@ -85,7 +85,12 @@ class Models:
 
     def compile(self, with_d: bool = True) -> None:
         """``torch.compile`` G, and D unless ``with_d`` is False, in place (state_dict keys unchanged; the EMA
-        copy stays eager)."""
+        copy stays eager).  Inductor's own channels_last choice for convolution outputs is turned off: on CUDA
+        (torch 2.11, H200) it failed its stride check in the acgan generator's transposed-convolution backward
+        even with contiguous weights and batches."""
+        import torch._inductor.config as inductor
+
+        inductor.layout_optimization = False
         self.g.compile()
         if with_d:
             self.d.compile()

@@ -71,7 +71,8 @@ def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torc
 def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
            guide: nn.Module | None = None) -> dict:
     """One generator update: adversarial loss plus the (ramped) auxiliary classification loss, plus the frozen
-    guide classifier's loss on the same (augmented) images when there is one.
+    guide classifier's loss on the same (augmented) images when one is given (the loop gives it once the
+    guide's share of the budget has come).
 
     With a mode-seeking weight the batch's second half repeats the first half's conditions, so each
     condition is drawn twice with different noise.
@@ -85,8 +86,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         fake = models.g(noise, labels)
         seen = d_input(fake.float(), config)  # [B, 3, H, W]
         fake_adv, fake_aux = models.d(seen, d_condition(labels, config))
-        use_guide = guide is not None and config.guide_weight > 0 and step >= config.guide_start_step
-        guide_logits = guide(seen) if use_guide else None  # [B, 24]
+        guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
     out = {"g_adv": loss.detach()}
     if guide_logits is not None:
