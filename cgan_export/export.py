@@ -158,8 +158,9 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
            truncation: float | None = None) -> dict:
     """Export ``checkpoint`` to each format in ``formats``, check parity, write ``manifest.json``; return it.
 
-    ``truncation`` (0 < t <= 1) replaces the checkpoint's own noise scale in every artifact, and ``generator.pt``
-    (the checkpoint with it recorded) is written beside them, so the torch backend draws the same images."""
+    ``truncation`` (0 < t <= 1) replaces the checkpoint's own noise scale in every artifact.  ``generator.pt``
+    (the checkpoint, with that noise scale recorded) is written beside them, so the folder holds what its
+    artifacts came from and the torch backend draws the same images."""
     eager, info = load_generator(checkpoint)
     if truncation is not None:
         try:
@@ -198,7 +199,7 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "parity_max_abs_diff": diff}
         report(f"{fmt.name:12s} {path}  {size / 1e6:.1f} MB  {time.time() - start:.1f} s  "
                f"{note}{f' (max abs diff {diff:.2e})' if diff is not None else ''}")
-    if truncation is not None:  # only once every artifact passed its parity check
+    if Path(checkpoint).resolve() != (out / "generator.pt").resolve():  # only once every artifact passed parity
         save_generator(out / "generator.pt", eager, Vocabulary.from_fields(info), info.get("metrics"), info.get("training"))
     write_json(manifest_path, manifest)
     return manifest

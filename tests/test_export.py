@@ -6,7 +6,7 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
-from cgan_export.checkpoint import load_generator
+from cgan_export.checkpoint import load_generator, weights_sha256
 from cgan_export.errors import ModelFileError
 from cgan_export.export import METADATA_KEY, TS_METADATA_FILE, export, parity_inputs, prepare_for_inference
 from cgan_export.runtime import OnnxBackend, OnnxSession, TorchScriptBackend
@@ -162,6 +162,8 @@ def test_generator_with_an_embedding_mlp_exports_with_parity(tmp_path, vocabular
     assert max(f["parity_max_abs_diff"] for f in manifest["files"].values()) < FP32_ATOL
     rebuilt, _ = load_generator(tmp_path / "generator.pt")
     assert rebuilt.config.embed_hidden == 32
+    copied, _ = load_generator(tmp_path / "out" / "generator.pt")  # the folder holds what its artifacts came from
+    assert weights_sha256(prepare_for_inference(copied)) == manifest["metadata"]["weights_sha256"]
 
 
 @pytest.mark.parametrize("asked", ["auto", "cuda"])
