@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 import struct
 import zlib
@@ -16,8 +15,8 @@ from .errors import OutputError
 from .io import atomic_path, write_bytes_atomic
 
 # Per-sample PNGs: each row stored as its difference from the row above (PNG filter 2, "Up"), deflated at
-# zlib level 1.  On 64x64 renders that is ~3.5x faster to encode than Pillow at level 1 (which tries
-# filters per row) and no larger (README, "Bulk generation"; benchmarks/png_encode.py).
+# zlib level 1.  On 64x64 renders that is ~2x faster to encode than Pillow at level 1 (which tries
+# filters per row) and no larger (README, "Bulk generation"; benchmarks/bulk_generate.py).
 PNG_COMPRESS_LEVEL = 1
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -169,7 +169,7 @@ class Run:
             task = progress.add_task(config.preset, total=max_steps or None, completed=state.step, info="")
             while True:
                 state.elapsed = agreed_clock(start_elapsed + time.time() - t0, self.parallel, self.device)
-                if _done(state, max_steps, self.options.minutes) or self.stop_signal is not None:
+                if _budget_spent(state, max_steps, self.options.minutes) >= 1 or self.stop_signal is not None:
                     break
                 epoch, pos = divmod(state.step, self.steps_per_epoch)
                 if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
@@ -349,17 +349,14 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def _done(state: RunState, max_steps: int | None, minutes: float | None) -> bool:
-    if max_steps is not None and state.step >= max_steps:
-        return True
-    return minutes is not None and state.elapsed >= minutes * 60
-
-
 def _budget_spent(state: RunState, max_steps: int | None, minutes: float | None) -> float:
-    """The share of the run's budget spent so far: iterations of ``max_steps``, else seconds of ``minutes``."""
+    """The share of the run's budget spent so far (1: done): iterations of ``max_steps``, else seconds of
+    ``minutes``; 0 without a budget."""
     if max_steps is not None:
         return state.step / max_steps
-    return state.elapsed / (minutes * 60) if minutes else 0.0
+    if minutes is None:
+        return 0.0
+    return state.elapsed / (minutes * 60) if minutes > 0 else 1.0
 
 
 def _cpu_copy(g: nn.Module) -> nn.Module:
