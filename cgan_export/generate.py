@@ -1,12 +1,16 @@
 """``generate``: conditions in, files out: one PNG per sample (and a captioned grid), or ``.npz`` shards.
 
-Inference and writing overlap: each batch's images go to a pool of writer threads (PNG encoding and
-zlib release the GIL) through a bounded queue, so memory stays bounded for any ``n``.  Every file is
+Inference and writing overlap: each batch's images go to a pool of writer threads (libdeflate and the file
+writes release the GIL) through a bounded queue, so memory stays bounded for any ``n``.  Every file is
 written atomically, so Ctrl-C or a full disk leaves no half-written file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,8 +22,8 @@ import numpy as np
 from .api import Batch, Generator
 from .contract import OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
-from .images import save_grid, save_png, slug
-from .io import atomic_path, ensure_writable_dir
+from .images import png_batch, save_grid, slug
+from .io import atomic_path, ensure_writable_dir, write_bytes_atomic
 from .runtime import usable_cpus
 from .vocabulary import read_condition_file
 
@@ -39,10 +43,16 @@ def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None)
 
 
 class BoundedWriter:
-    """Run write jobs on ``workers`` threads with at most ``depth`` jobs queued; the first failure is re-raised."""
+    """Run write jobs on ``workers`` threads with at most ``depth`` jobs queued; the first failure is re-raised.
+
+    On Linux the writer threads run at the lowest CPU priority (nice 19, these threads only): the model's
+    threads then run their batches unbroken and the writers fill the gaps between them, and when the queue
+    is full the main thread waits, so the writers get the cores.  On 2 cores that lifts bulk PNG output from
+    0.74x to 0.81x of the model alone (README, "Bulk generation").
+    """
 
     def __init__(self, workers: int, depth: int):
-        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.pool = ThreadPoolExecutor(max_workers=workers, initializer=_lowest_priority)
         self.pending: deque[Future] = deque()
         self.depth = depth
 
@@ -65,10 +75,17 @@ class BoundedWriter:
             self.pool.shutdown(wait=True, cancel_futures=cancel)
 
 
+def _lowest_priority() -> None:
+    """Give the calling thread (not the process) the lowest CPU priority, where the OS has per-thread nice."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def _png_job(batch: Batch, names: list[str], out: Path, scale: int) -> Callable[[], None]:
     def job() -> None:
-        for image, name in zip(batch.images, names):
-            save_png(image, out / name, scale)
+        for data, name in zip(png_batch(batch.images, scale), names):
+            write_bytes_atomic(out / name, data)
     return job
 
 
@@ -101,6 +118,7 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     writer = BoundedWriter(workers or len(usable_cpus()), depth=4)
     kept, captions, count, start = [], [], 0, time.time()
     shard: list[Batch] = []  # npz: batches waiting for a full shard
+    stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
     try:
         for batch in gen.batches(multi_hot, n, seed, batch_size if file_format == "png" else max(batch_size, 256)):
             count += len(batch.images)
@@ -110,9 +128,7 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
                     writer.submit(_npz_job(shard, multi_hot, seed, out))
                     shard = []
                 continue
-            names = [f"{slug(canonical[c])}_{i:03d}.png" for c, i in zip(batch.condition_index, batch.sample_index)]
-            if len(conditions) > 1:
-                names = [f"{c:03d}_{name}" for c, name in zip(batch.condition_index, names)]
+            names = [f"{stems[c]}_{i:03d}.png" for c, i in zip(batch.condition_index, batch.sample_index)]
             writer.submit(_png_job(batch, names, out, scale))
             if grid and len(kept) < MAX_GRID_IMAGES:
                 take = batch.images[:MAX_GRID_IMAGES - len(kept)]

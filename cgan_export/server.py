@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from .api import Generator
 from .contract import make_noise
 from .errors import CganError, first_line
-from .images import captioned_grid, png_bytes
+from .images import captioned_grid, png_batch
 from .runtime import to_uint8
 
 MAX_N = 64  # images per request
@@ -112,13 +112,13 @@ def _parse_request(objects: object, n: object, seed: object) -> tuple[list[str],
 
 
 def _base64_pngs(images: np.ndarray) -> list[str]:
-    return [base64.b64encode(png_bytes(im)).decode() for im in images]
+    return [base64.b64encode(data).decode() for data in png_batch(images)]
 
 
 def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0) -> FastAPI:
     """The FastAPI app serving ``generator``."""
     batcher = MicroBatcher(generator, max_batch, wait_ms / 1000)
-    encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (zlib releases the GIL)
+    encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (libdeflate releases the GIL)
     sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest() if model_path and model_path.is_file() else None
 
     @asynccontextmanager

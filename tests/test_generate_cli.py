@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,32 @@ def test_evaluate_prints_the_scorecard_beside_the_real_data(exported_best, rando
     card = saved["models"][str(exported_best / "generator.onnx")]["scorecard"]
     assert card["diversity_sets"] == 7 and 0 <= card["precision"] <= 1 and card["frechet_floor"] > 0
     assert saved["real data"]["diversity"] == 1.0 and "selection_rule" in saved
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_bulk_writer_threads_run_at_the_lowest_priority_and_the_caller_keeps_its_own():
+    import threading
+
+    from cgan_export.generate import BoundedWriter
+
+    def priority() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = priority()
+    writer = BoundedWriter(workers=2, depth=2)
+    seen: list[int] = []
+    writer.submit(lambda: seen.append(priority()))
+    writer.close()
+    assert seen == [19] and priority() == before
+
+
+def test_png_batch_decodes_to_the_upscaled_images_for_incompressible_pixels():
+    import io
+
+    from PIL import Image
+
+    from cgan_export.images import png_batch
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 24, 3), dtype=np.uint8)  # noise: deflate cannot shrink it
+    for data, image in zip(png_batch(images, scale=3), images):
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image.repeat(3, axis=0).repeat(3, axis=1))
