@@ -161,7 +161,7 @@ def generate(
     no_grid: Annotated[bool, typer.Option("--no-grid", help="Skip the captioned grid.")] = False,
     file_format: Annotated[OutputFormat, typer.Option("--format", help="png: one file per image (and grid.png); npz: "
                                                       "shards of 10,000 images with their conditions and noise rows.")] = OutputFormat("png"),
-    workers: Annotated[int, typer.Option(min=0, help="Writer threads (0: one per CPU).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Threads that each draw, encode and write a batch (0: one per CPU).")] = 0,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
     from cgan_export.generate import generate_to_folder, read_conditions

@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from .runtime import Backend, open_backend, to_uint8
 from .vocabulary import Vocabulary
 
 Conditions = Union[str, Sequence[str], Sequence[Sequence[str]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,45 @@ class Generator:
         Sample ``k`` always gets row ``k`` of the noise stream of ``seed``, so every backend and every batch
         size draws the same images.
         """
+        for start, rows, noise in self._chunks(multi_hot, n, seed, batch_size):
+            yield Batch(start, rows // n, rows % n, to_uint8(self.backend.run(noise, multi_hot[rows // n])))
+
+    def map_batches(self, multi_hot: np.ndarray, n: int, seed: int, batch_size: int, work: Callable[[Batch], T],
+                    workers: int) -> Iterator[T]:
+        """``work(batch)`` for every batch that :meth:`batches` gives, on ``workers`` threads; results in order.
+
+        Each worker draws its batch (ONNX on CPU: on one thread) and then runs ``work`` on it, so with one
+        worker per core inference and, say, PNG encoding and writing share the cores without more threads
+        than cores.  At most ``2 * workers`` batches are in flight, so memory stays bounded for any ``n``.
+        Stopped early (an error, Ctrl-C), batches not started are dropped and running ones finish.
+        """
+        run = getattr(self.backend, "run_one_thread", self.backend.run)
+
+        def job(start: int, rows: np.ndarray, noise: np.ndarray) -> T:
+            return work(Batch(start, rows // n, rows % n, to_uint8(run(noise, multi_hot[rows // n]))))
+
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            try:
+                for chunk in self._chunks(multi_hot, n, seed, batch_size):
+                    if len(pending) >= 2 * workers:
+                        yield pending.popleft().result()
+                    pending.append(pool.submit(job, *chunk))
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _chunks(self, multi_hot: np.ndarray, n: int, seed: int, batch_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(first sample, sample rows [B], noise [B, Z]) per batch, the noise drawn in order from ``seed``'s stream."""
         if n < 1 or batch_size < 1:
             raise CganError(f"n and batch_size must be positive (got n={n}, batch_size={batch_size})")
         total = len(multi_hot) * n
         noise = noise_stream(seed, int(self.metadata["z_dim"]))
         for start in range(0, total, batch_size):
             rows = np.arange(start, min(start + batch_size, total))
-            images = to_uint8(self.backend.run(noise(len(rows)), multi_hot[rows // n]))  # [B, H, W, 3]
-            yield Batch(start, rows // n, rows % n, images)
+            yield start, rows, noise(len(rows))
 
     def generate(self, conditions: Conditions, n: int = 8, seed: int = 0, batch_size: int = 256) -> np.ndarray:
         """uint8 images [len(conditions) * n, H, W, 3], condition-major, for one condition (a name or a list of

@@ -1,19 +1,15 @@
 """``generate``: conditions in, files out: one PNG per sample (and a captioned grid), or ``.npz`` shards.
 
-Inference and writing overlap: each batch's images go to a pool of writer threads (libdeflate and the file
-writes release the GIL) through a bounded queue, so memory stays bounded for any ``n``.  Every file is
-written atomically, so Ctrl-C or a full disk leaves no half-written file.
+Inference, encoding and writing share the cores without more threads than cores: one worker per core
+draws a batch (ONNX on CPU: on one thread), then encodes and writes its PNGs (``Generator.map_batches``;
+ONNX Runtime, libdeflate and the file writes release the GIL), with at most two batches per worker in
+flight, so memory stays bounded for any ``n``.  Every file is written atomically, so Ctrl-C or a full
+disk leaves no half-written file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,66 +38,25 @@ def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None)
     return [list(objects)]
 
 
-class BoundedWriter:
-    """Run write jobs on ``workers`` threads with at most ``depth`` jobs queued; the first failure is re-raised.
-
-    On Linux the writer threads run at the lowest CPU priority (nice 19, these threads only): the model's
-    threads then run their batches unbroken and the writers fill the gaps between them, and when the queue
-    is full the main thread waits, so the writers get the cores.  On 2 cores that lifts bulk PNG output from
-    0.74x to 0.81x of the model alone (README, "Bulk generation").
-    """
-
-    def __init__(self, workers: int, depth: int):
-        self.pool = ThreadPoolExecutor(max_workers=workers, initializer=_lowest_priority)
-        self.pending: deque[Future] = deque()
-        self.depth = depth
-
-    def submit(self, job: Callable[[], None]) -> None:
-        """Queue ``job``, first waiting for the oldest jobs while the queue is full."""
-        while len(self.pending) >= self.depth:
-            self.pending.popleft().result()
-        self.pending.append(self.pool.submit(job))
-
-    def close(self, cancel: bool = False) -> None:
-        """Wait for the queued jobs (or drop those not started, with ``cancel``), re-raising the first failure."""
-        try:
-            while self.pending:
-                future = self.pending.popleft()
-                if cancel:
-                    future.cancel()
-                else:
-                    future.result()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-
-
-def _lowest_priority() -> None:
-    """Give the calling thread (not the process) the lowest CPU priority, where the OS has per-thread nice."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-def _png_job(batch: Batch, names: list[str], out: Path, scale: int) -> Callable[[], None]:
-    def job() -> None:
-        for data, name in zip(png_batch(batch.images, scale), names):
+def _png_writer(names: Callable[[Batch], list[str]], out: Path, scale: int) -> Callable[[Batch], Batch]:
+    """A worker's job after drawing a batch: encode each image and write it atomically."""
+    def write(batch: Batch) -> Batch:
+        for data, name in zip(png_batch(batch.images, scale), names(batch)):
             write_bytes_atomic(out / name, data)
-    return job
+        return batch
+    return write
 
 
-def _npz_job(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path) -> Callable[[], None]:
-    """Write one shard: images, their conditions, condition and sample indices, noise rows and the seed."""
+def _write_shard(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path) -> None:
+    """One ``.npz`` shard: images, their conditions, condition and sample indices, noise rows and the seed."""
     images = np.concatenate([b.images for b in shard])  # [B, H, W, 3]
     condition_index = np.concatenate([b.condition_index for b in shard])  # [B]
     first = shard[0].start
-
-    def job() -> None:
-        with atomic_path(out / f"images-{first:09d}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, images=images, conditions=multi_hot[condition_index], condition_index=condition_index,
-                         sample_index=np.concatenate([b.sample_index for b in shard]),
-                         noise_row=np.arange(first, first + len(images)), seed=np.array(seed))
-    return job
+    with atomic_path(out / f"images-{first:09d}.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, conditions=multi_hot[condition_index], condition_index=condition_index,
+                     sample_index=np.concatenate([b.sample_index for b in shard]),
+                     noise_row=np.arange(first, first + len(images)), seed=np.array(seed))
 
 
 def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path, model: Path | None = None,
@@ -115,31 +70,27 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     gen = Generator.load(model, backend, device)
     canonical, multi_hot = gen.parse(conditions)  # validates every name before any write; multi-hot [C, num_classes]
     out = ensure_writable_dir(Path(out))
-    writer = BoundedWriter(workers or len(usable_cpus()), depth=4)
+    stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
+    if file_format == "png":
+        work = _png_writer(lambda b: [f"{stems[c]}_{i:03d}.png" for c, i in zip(b.condition_index, b.sample_index)],
+                           out, scale)
+    else:
+        work, batch_size = (lambda b: b), max(batch_size, 256)
     kept, captions, count, start = [], [], 0, time.time()
     shard: list[Batch] = []  # npz: batches waiting for a full shard
-    stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
-    try:
-        for batch in gen.batches(multi_hot, n, seed, batch_size if file_format == "png" else max(batch_size, 256)):
-            count += len(batch.images)
-            if file_format == "npz":
-                shard.append(batch)
-                if count - shard[0].start >= SHARD_IMAGES:
-                    writer.submit(_npz_job(shard, multi_hot, seed, out))
-                    shard = []
-                continue
-            names = [f"{stems[c]}_{i:03d}.png" for c, i in zip(batch.condition_index, batch.sample_index)]
-            writer.submit(_png_job(batch, names, out, scale))
-            if grid and len(kept) < MAX_GRID_IMAGES:
-                take = batch.images[:MAX_GRID_IMAGES - len(kept)]
-                kept.extend(take)
-                captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
-        if shard:
-            writer.submit(_npz_job(shard, multi_hot, seed, out))
-        writer.close()
-    except BaseException:
-        writer.close(cancel=True)  # jobs already running finish their files; queued ones are dropped
-        raise
+    for batch in gen.map_batches(multi_hot, n, seed, batch_size, work, workers or len(usable_cpus())):
+        count += len(batch.images)
+        if file_format == "npz":
+            shard.append(batch)
+            if count - shard[0].start >= SHARD_IMAGES:
+                _write_shard(shard, multi_hot, seed, out)
+                shard = []
+        elif grid and len(kept) < MAX_GRID_IMAGES:
+            take = batch.images[:MAX_GRID_IMAGES - len(kept)]
+            kept.extend(take)
+            captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
+    if shard:
+        _write_shard(shard, multi_hot, seed, out)
     elapsed = time.time() - start
     grid_path = None
     if grid and kept and file_format == "png":

@@ -140,7 +140,8 @@ class OnnxSession:
         self._bindings: dict[int, _Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
         self._lock = threading.Lock()
         self.slices = slices and self.threads > 1
-        self._slice_runner = None  # (one-thread session, thread pool): opened by the first large CPU batch
+        self._single = None  # CPU: the one-thread session, opened by the first sliced or one-thread run
+        self._slice_pool = None  # CPU: the threads that run a batch's slices
 
     def _open_cuda(self, asked: str, cuda_graph: bool, tf32: bool):
         """A CUDA session, checked: the provider must really have loaded.  ``--device cuda`` without it is an
@@ -183,24 +184,43 @@ class OnnxSession:
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         """``image`` float32 [N, 3, H, W] for ``noise`` [N, Z] and ``condition`` [N, C]."""
-        feeds = {"noise": noise, "condition": condition}
-        feeds = {k: np.ascontiguousarray(v, dtype=self.input_types[k]) for k, v in feeds.items()}
+        feeds = self._feeds(noise, condition)
         if self.device == "cuda":
             return self._run_bound(feeds)
         if self.slices and len(noise) >= self.threads:
             return self._run_sliced(feeds)
         return self.session.run(["image"], feeds)[0].astype(np.float32, copy=False)
 
+    def run_one_thread(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        """As :meth:`run`, but on CPU the batch runs on one thread: for callers that run one batch per core
+        themselves (bulk generation).  On CUDA, the same as :meth:`run`."""
+        if self.device == "cuda":
+            return self.run(noise, condition)
+        feeds = self._feeds(noise, condition)
+        return self._one_thread_session().run(["image"], feeds)[0].astype(np.float32, copy=False)
+
+    def _feeds(self, noise: np.ndarray, condition: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs, contiguous and cast to the session's input types."""
+        feeds = {"noise": noise, "condition": condition}
+        return {k: np.ascontiguousarray(v, dtype=self.input_types[k]) for k, v in feeds.items()}
+
+    def _one_thread_session(self):
+        """The CPU session with one intra-op thread (opened on first use; safe to run from several threads)."""
+        with self._lock:
+            if self._single is None:
+                self._single = self._open(["CPUExecutionProvider"], 1)
+            return self._single
+
     def _run_sliced(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """CPU: ``threads`` contiguous slices of the batch, run concurrently on a one-thread session."""
+        """CPU: ``threads`` contiguous slices of the batch, run concurrently on the one-thread session."""
         from concurrent.futures import ThreadPoolExecutor
 
-        if self._slice_runner is None:
-            self._slice_runner = (self._open(["CPUExecutionProvider"], 1), ThreadPoolExecutor(self.threads))
-        session, pool = self._slice_runner
+        session = self._one_thread_session()
+        if self._slice_pool is None:
+            self._slice_pool = ThreadPoolExecutor(self.threads)
         bounds = np.linspace(0, len(feeds["noise"]), self.threads + 1).astype(int)
         parts = [{k: v[a:b] for k, v in feeds.items()} for a, b in zip(bounds[:-1], bounds[1:])]
-        images = pool.map(lambda part: session.run(["image"], part)[0], parts)  # each [n_i, 3, H, W]
+        images = self._slice_pool.map(lambda part: session.run(["image"], part)[0], parts)  # each [n_i, 3, H, W]
         return np.concatenate(list(images)).astype(np.float32, copy=False)
 
     def _run_bound(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -269,6 +289,10 @@ class OnnxBackend:
 
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         return self.session.run(noise, condition)
+
+    def run_one_thread(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
+        """As :meth:`run`, on one CPU thread per call (bulk generation runs one call per core)."""
+        return self.session.run_one_thread(noise, condition)
 
 
 class TorchScriptBackend:
