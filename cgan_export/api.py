@@ -93,10 +93,13 @@ class Generator:
 
         Each worker draws its batch (ONNX on CPU: on one thread) and then runs ``work`` on it, so with one
         worker per core inference and, say, PNG encoding and writing share the cores without more threads
-        than cores.  At most ``2 * workers`` batches are in flight, so memory stays bounded for any ``n``.
-        Stopped early (an error, Ctrl-C), batches not started are dropped and running ones finish.
+        than cores.  Batches hold at most ``batch_size`` images and fewer when that gives every worker one
+        (a request of 200 images on 2 cores: 2 batches of 100).  At most ``2 * workers`` batches are in
+        flight, so memory stays bounded for any ``n``.  Stopped early (an error, Ctrl-C), batches not started
+        are dropped and running ones finish.
         """
         run = getattr(self.backend, "run_one_thread", self.backend.run)
+        batch_size = max(1, min(batch_size, -(-len(multi_hot) * n // workers)))  # ceil(total / workers)
 
         def job(start: int, rows: np.ndarray, noise: np.ndarray) -> T:
             return work(Batch(start, rows // n, rows % n, to_uint8(run(noise, multi_hot[rows // n]))))

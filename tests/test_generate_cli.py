@@ -309,3 +309,10 @@ def test_png_batch_decodes_to_the_upscaled_images_for_incompressible_pixels():
     images = np.random.default_rng(0).integers(0, 256, (3, 16, 24, 3), dtype=np.uint8)  # noise: deflate cannot shrink it
     for data, image in zip(png_batch(images, scale=3), images):
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image.repeat(3, axis=0).repeat(3, axis=1))
+
+
+def test_map_batches_splits_a_small_request_so_every_worker_gets_a_batch(exported_best):
+    gen = Generator.load(exported_best / "generator.onnx", device="cpu")
+    _, multi_hot = gen.parse([["red cube"]])
+    sizes = list(gen.map_batches(multi_hot, n=10, seed=0, batch_size=256, work=lambda b: len(b.images), workers=3))
+    assert sizes == [4, 4, 2]
