@@ -85,7 +85,7 @@ class Generator:
         size draws the same images.
         """
         for start, rows, noise in self._chunks(multi_hot, n, seed, batch_size):
-            yield Batch(start, rows // n, rows % n, to_uint8(self.backend.run(noise, multi_hot[rows // n])))
+            yield _draw(self.backend.run, multi_hot, n, start, rows, noise)
 
     def map_batches(self, multi_hot: np.ndarray, n: int, seed: int, batch_size: int, work: Callable[[Batch], T],
                     workers: int) -> Iterator[T]:
@@ -102,7 +102,7 @@ class Generator:
         batch_size = max(1, min(batch_size, -(-len(multi_hot) * n // workers)))  # ceil(total / workers)
 
         def job(start: int, rows: np.ndarray, noise: np.ndarray) -> T:
-            return work(Batch(start, rows // n, rows % n, to_uint8(run(noise, multi_hot[rows // n]))))
+            return work(_draw(run, multi_hot, n, start, rows, noise))
 
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -132,3 +132,9 @@ class Generator:
         names) or a list of conditions."""
         multi_hot = self.encode(conditions)
         return np.concatenate([b.images for b in self.batches(multi_hot, n, seed, batch_size)])
+
+
+def _draw(run: Callable[[np.ndarray, np.ndarray], np.ndarray], multi_hot: np.ndarray, n: int, start: int,
+          rows: np.ndarray, noise: np.ndarray) -> Batch:
+    """The batch of sample ``rows`` [B]: ``run`` on their noise [B, Z] and condition vectors, as uint8 images."""
+    return Batch(start, rows // n, rows % n, to_uint8(run(noise, multi_hot[rows // n])))

@@ -38,11 +38,13 @@ def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None)
     return [list(objects)]
 
 
-def _png_writer(names: Callable[[Batch], list[str]], out: Path, scale: int) -> Callable[[Batch], Batch]:
-    """A worker's job after drawing a batch: encode each image and write it atomically."""
+def _png_writer(stems: list[str], out: Path, scale: int) -> Callable[[Batch], Batch]:
+    """A worker's job after drawing a batch: encode each image and write it atomically to
+    ``{stem of its condition}_{sample:03d}.png``."""
     def write(batch: Batch) -> Batch:
-        for data, name in zip(png_batch(batch.images, scale), names(batch)):
-            write_bytes_atomic(out / name, data)
+        encoded = png_batch(batch.images, scale)
+        for data, c, i in zip(encoded, batch.condition_index, batch.sample_index):
+            write_bytes_atomic(out / f"{stems[c]}_{i:03d}.png", data)
         return batch
     return write
 
@@ -72,8 +74,7 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
     out = ensure_writable_dir(Path(out))
     stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
     if file_format == "png":
-        work = _png_writer(lambda b: [f"{stems[c]}_{i:03d}.png" for c, i in zip(b.condition_index, b.sample_index)],
-                           out, scale)
+        work = _png_writer(stems, out, scale)
     else:
         work, batch_size = (lambda b: b), max(batch_size, 256)
     kept, captions, count, start = [], [], 0, time.time()

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .io import atomic_path
 
 # Per-sample PNGs: each row stored as its difference from the row above (PNG filter 2, "Up"; one numpy
-# operation for a whole batch), deflated by libdeflate at level 1.  On 64x64 renders that is ~5x faster to
+# operation for a whole batch), deflated by libdeflate at level 1.  On 64x64 renders that is ~4x faster to
 # encode than Pillow at level 1 (which tries filters per row, then runs zlib) and no larger (README, "Bulk
 # generation"; benchmarks/bulk_generate.py).
 PNG_COMPRESS_LEVEL = 1
