@@ -78,13 +78,13 @@ def per_image_costs(images: np.ndarray, parent: Path, rounds: int) -> dict[str, 
 
 
 def end_to_end(conditions: list[list[str]], n: int, batch_size: int, file_format: str, model: Path | None,
-               parent: Path, workers: int) -> float:
+               parent: Path, workers: int, device: str) -> float:
     """Seconds for ``generate`` to write every image into a fresh temporary folder under ``parent``."""
     folder = Path(tempfile.mkdtemp(prefix=".bulk-", dir=parent))
     try:
         start = time.perf_counter()
         generate_to_folder(conditions, n=n, seed=0, out=folder, model=model, scale=1, batch_size=batch_size,
-                           grid=False, file_format=file_format, workers=workers)
+                           grid=False, file_format=file_format, workers=workers, device=device)
         return time.perf_counter() - start
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -100,20 +100,22 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, action="append", help="a folder for the temporary output folders; "
                         "repeat to compare file systems (default: the system's temporary folder)")
     parser.add_argument("--workers", type=int, default=0, help="threads that each draw, encode and write a batch (0: one per usable CPU, as generate)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when usable, as generate), cuda or cpu: for every path")
     args = parser.parse_args()
     dirs = args.dir or [Path(tempfile.gettempdir())]
     conditions = read_condition_file(args.conditions)
     total = len(conditions) * args.n
-    gen = Generator.load(args.model, device="cpu")
+    gen = Generator.load(args.model, device=args.device)
     paths = [(f"generate, PNG files in {d}", "png", d) for d in dirs] + [(f"generate, npz shards in {dirs[0]}", "npz", dirs[0])]
     times: dict[str, list[float]] = {"model alone": [], **{name: [] for name, _, _ in paths}}
     model_alone(gen, conditions[:1], 64, args.batch_size)  # warm-up
     for _ in range(args.rounds):
         times["model alone"].append(model_alone(gen, conditions, args.n, args.batch_size))
         for name, file_format, folder in paths:
-            times[name].append(end_to_end(conditions, args.n, args.batch_size, file_format, args.model, folder, args.workers))
+            times[name].append(end_to_end(conditions, args.n, args.batch_size, file_format, args.model, folder, args.workers,
+                                          gen.device))
     base = float(np.median(times["model alone"]))
-    print(f"{total} images ({len(conditions)} conditions x {args.n}), batch {args.batch_size}, "
+    print(f"{total} images ({len(conditions)} conditions x {args.n}) on {gen.device}, batch {args.batch_size}, "
           f"median of {args.rounds} rounds, paths alternating within each round")
     print("| path | images/s | x model alone |")
     print("|---|---|---|")

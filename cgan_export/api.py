@@ -19,7 +19,7 @@ import numpy as np
 
 from .contract import metadata_vocabulary, noise_stream
 from .errors import CganError, VocabularyError
-from .runtime import Backend, open_backend, to_uint8
+from .runtime import Backend, images_uint8, open_backend
 from .vocabulary import Vocabulary
 
 Conditions = Union[str, Sequence[str], Sequence[Sequence[str]]]
@@ -85,7 +85,7 @@ class Generator:
         size draws the same images.
         """
         for start, rows, noise in self._chunks(multi_hot, n, seed, batch_size):
-            yield _draw(self.backend.run, multi_hot, n, start, rows, noise)
+            yield _draw(self.backend, False, multi_hot, n, start, rows, noise)
 
     def map_batches(self, multi_hot: np.ndarray, n: int, seed: int, batch_size: int, work: Callable[[Batch], T],
                     workers: int) -> Iterator[T]:
@@ -98,11 +98,10 @@ class Generator:
         flight, so memory stays bounded for any ``n``.  Stopped early (an error, Ctrl-C), batches not started
         are dropped and running ones finish.
         """
-        run = getattr(self.backend, "run_one_thread", self.backend.run)
         batch_size = max(1, min(batch_size, -(-len(multi_hot) * n // workers)))  # ceil(total / workers)
 
         def job(start: int, rows: np.ndarray, noise: np.ndarray) -> T:
-            return work(_draw(run, multi_hot, n, start, rows, noise))
+            return work(_draw(self.backend, True, multi_hot, n, start, rows, noise))
 
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -134,7 +133,8 @@ class Generator:
         return np.concatenate([b.images for b in self.batches(multi_hot, n, seed, batch_size)])
 
 
-def _draw(run: Callable[[np.ndarray, np.ndarray], np.ndarray], multi_hot: np.ndarray, n: int, start: int,
-          rows: np.ndarray, noise: np.ndarray) -> Batch:
-    """The batch of sample ``rows`` [B]: ``run`` on their noise [B, Z] and condition vectors, as uint8 images."""
-    return Batch(start, rows // n, rows % n, to_uint8(run(noise, multi_hot[rows // n])))
+def _draw(backend: Backend, one_thread: bool, multi_hot: np.ndarray, n: int, start: int, rows: np.ndarray,
+          noise: np.ndarray) -> Batch:
+    """The batch of sample ``rows`` [B]: the model on their noise [B, Z] and condition vectors, as uint8 images
+    (``one_thread``: ONNX on CPU runs it on one thread)."""
+    return Batch(start, rows // n, rows % n, images_uint8(backend, noise, multi_hot[rows // n], one_thread))

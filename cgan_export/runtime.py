@@ -9,13 +9,13 @@ import os
 import sys
 import threading
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, parse_metadata
+from .cuda_binding import ORT_TYPES, Binding, uint8_graph
 from .errors import CganError, ModelFileError, first_line
 from .paths import EXPORTED_DIR
 
@@ -25,7 +25,6 @@ DEFAULT_MODELS = {
     "torch": EXPORTED_DIR / "generator.pt",
 }
 DEVICES = ("auto", "cuda", "cpu")
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 def cuda_driver_devices() -> int:
@@ -135,9 +134,10 @@ class OnnxSession:
             self.session = self._open_cuda(device, cuda_graph, tf32)
         if self.device == "cpu":
             self.session = self._open(["CPUExecutionProvider"], self.threads)
-        self.input_types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
+        self.input_types = {i.name: ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.cuda_graph = cuda_graph and self.device == "cuda"
-        self._bindings: dict[int, _Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
+        self._bindings: dict[int, Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
+        self._pixels = None  # CUDA: the session that converts images to uint8 on the device (opened on first use)
         self._lock = threading.Lock()
         self.slices = slices and self.threads > 1
         self._single = None  # CPU: the one-thread session, opened by the first sliced or one-thread run
@@ -199,6 +199,24 @@ class OnnxSession:
         feeds = self._feeds(noise, condition)
         return self._one_thread_session().run(["image"], feeds)[0].astype(np.float32, copy=False)
 
+    def run_uint8(self, noise: np.ndarray, condition: np.ndarray, one_thread: bool = False) -> np.ndarray:
+        """uint8 images [N, H, W, 3] (the rule of :func:`to_uint8`).  On CUDA the conversion runs on the GPU and
+        only the uint8 pixels are copied to the host; on CPU ``one_thread`` runs the batch on one thread."""
+        if self.device != "cuda" or self.session.get_outputs()[0].type != "tensor(float)":
+            return to_uint8(self.run_one_thread(noise, condition) if one_thread else self.run(noise, condition))
+        feeds = self._feeds(noise, condition)
+        with self._lock:
+            if self._pixels is None:
+                self._pixels = self._open_pixels()
+            return self._binding(feeds).run_uint8(self.session, self._pixels, feeds)
+
+    def _open_pixels(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        return ort.InferenceSession(uint8_graph(), options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
     def _feeds(self, noise: np.ndarray, condition: np.ndarray) -> dict[str, np.ndarray]:
         """The inputs, contiguous and cast to the session's input types."""
         feeds = {"noise": noise, "condition": condition}
@@ -229,46 +247,15 @@ class OnnxSession:
         With CUDA graphs each batch size gets its own graph id: ONNX Runtime replays a captured graph with the
         addresses and shapes it was captured with, so a new shape must never reuse another shape's graph.
         """
-        n = feeds["noise"].shape[0]
         with self._lock:  # one set of device buffers per shape: calls from several threads take turns
-            if n not in self._bindings:
-                self._bindings[n] = _Binding.create(self.session, feeds, graph_id=len(self._bindings) + 1 if self.cuda_graph else 0)
-            return self._bindings[n].run(self.session, feeds)
+            return self._binding(feeds).run(self.session, feeds)
 
-
-@dataclass
-class _Binding:
-    """Device buffers bound to one batch size's inputs and output, with the run options that pick its graph."""
-
-    binding: object
-    inputs: dict
-    output: object
-    run_options: object
-
-    @classmethod
-    def create(cls, session, feeds: dict[str, np.ndarray], graph_id: int) -> "_Binding":
-        import onnxruntime as ort
-
+    def _binding(self, feeds: dict[str, np.ndarray]) -> Binding:
+        """The binding of this batch size (created on first use; the caller holds the lock)."""
         n = feeds["noise"].shape[0]
-        out_meta = session.get_outputs()[0]
-        inputs = {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in feeds.items()}
-        output = ort.OrtValue.ortvalue_from_shape_and_type([n, 3, *out_meta.shape[2:]],
-                                                           _ORT_TYPES.get(out_meta.type, np.float32), "cuda", 0)
-        binding = session.io_binding()
-        for k, v in inputs.items():
-            binding.bind_ortvalue_input(k, v)
-        binding.bind_ortvalue_output("image", output)
-        run_options = ort.RunOptions()
-        if graph_id:  # ids from 1: 0 is ONNX Runtime's own
-            run_options.add_run_config_entry("gpu_graph_id", str(graph_id))
-        return cls(binding, inputs, output, run_options)
-
-    def run(self, session, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """Copy ``feeds`` into the bound buffers (same addresses), run, return the output on the host."""
-        for k, v in feeds.items():
-            self.inputs[k].update_inplace(v)
-        session.run_with_iobinding(self.binding, self.run_options)
-        return self.output.numpy().astype(np.float32, copy=False)
+        if n not in self._bindings:
+            self._bindings[n] = Binding.create(self.session, feeds, graph_id=len(self._bindings) + 1 if self.cuda_graph else 0)
+        return self._bindings[n]
 
 
 class Backend(Protocol):
@@ -290,9 +277,10 @@ class OnnxBackend:
     def run(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
         return self.session.run(noise, condition)
 
-    def run_one_thread(self, noise: np.ndarray, condition: np.ndarray) -> np.ndarray:
-        """As :meth:`run`, on one CPU thread per call (bulk generation runs one call per core)."""
-        return self.session.run_one_thread(noise, condition)
+    def run_uint8(self, noise: np.ndarray, condition: np.ndarray, one_thread: bool = False) -> np.ndarray:
+        """uint8 images [N, H, W, 3]: converted on the GPU on CUDA; ``one_thread``: on one CPU thread (bulk
+        generation runs one call per core)."""
+        return self.session.run_uint8(noise, condition, one_thread)
 
 
 class TorchScriptBackend:
@@ -350,6 +338,13 @@ def open_backend(model: Path | None = None, backend: str = "onnx", device: str =
     if backend not in BACKENDS:
         raise CganError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return BACKENDS[backend](Path(model) if model else DEFAULT_MODELS[backend], device)
+
+
+def images_uint8(backend: Backend, noise: np.ndarray, condition: np.ndarray, one_thread: bool = False) -> np.ndarray:
+    """uint8 images [N, H, W, 3] from any backend (ONNX on CUDA converts them on the GPU)."""
+    if hasattr(backend, "run_uint8"):
+        return backend.run_uint8(noise, condition, one_thread)
+    return to_uint8(backend.run(noise, condition))
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

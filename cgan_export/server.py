@@ -26,7 +26,7 @@ from .api import Generator
 from .contract import make_noise
 from .errors import CganError, first_line
 from .images import captioned_grid, png_batch
-from .runtime import to_uint8
+from .runtime import images_uint8
 
 MAX_N = 64  # images per request
 MAX_BODY = 16 * 1024  # bytes of a request body
@@ -82,7 +82,7 @@ class MicroBatcher:
         noise = np.concatenate([j.noise for j in jobs])  # [B, Z]
         condition = np.concatenate([j.condition for j in jobs])  # [B, C]
         try:
-            images = to_uint8(await loop.run_in_executor(self.pool, self.generator.backend.run, noise, condition))
+            images = await loop.run_in_executor(self.pool, images_uint8, self.generator.backend, noise, condition)
         except Exception as exc:  # the model failed: every waiting request hears it
             for job in jobs:
                 job.done.set_exception(exc)

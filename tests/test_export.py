@@ -222,13 +222,32 @@ def test_cuda_graph_ids_are_one_per_batch_size_and_reused(exported_best, monkeyp
         def run(self, _session, feeds):
             return np.zeros((self.n, 3, 64, 64), np.float32)
 
-    monkeypatch.setattr(runtime._Binding, "create",
+    monkeypatch.setattr(runtime.Binding, "create",
                         classmethod(lambda cls, s, feeds, graph_id: created.append(graph_id) or FakeBinding(len(feeds["noise"]), graph_id)))
     for n in (32, 32, 7, 32, 1, 7):
         noise, condition = parity_inputs(session.metadata, n)
         assert session.run(noise, condition).shape[0] == n
     assert created == [1, 2, 3]  # a graph per shape, never one shape's graph for another
     assert {n: b.graph_id for n, b in session._bindings.items()} == {32: 1, 7: 2, 1: 3}
+
+
+def test_the_gpu_uint8_graph_converts_exactly_as_the_host_does():
+    """The graph that converts images to uint8 on CUDA, run here on the CPU provider: bit-equal to ``to_uint8``
+    on random values, values outside [-1, 1], and values whose scaled form lies on a half (round half to even)."""
+    import onnxruntime as ort
+
+    from cgan_export.cuda_binding import uint8_graph
+    from cgan_export.runtime import to_uint8
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1.2, 1.2, (5, 3, 64, 64)).astype(np.float32)  # [5, 3, 64, 64]
+    halves = (np.arange(256, dtype=np.float32) + 0.5) / np.float32(127.5) - np.float32(1.0)  # (x + 1) * 127.5 ~ k + 0.5
+    images.reshape(-1)[:256] = halves
+    session = ort.InferenceSession(uint8_graph(), providers=["CPUExecutionProvider"])
+    pixels = session.run(["pixels"], {"image": images})[0]
+    assert pixels.dtype == np.uint8 and pixels.shape == (5, 64, 64, 3)
+    np.testing.assert_array_equal(pixels, to_uint8(images))
+    assert 0 in pixels and 255 in pixels
 
 
 def test_fp32_parity_runs_on_the_cpu_provider(exported_best, monkeypatch):
