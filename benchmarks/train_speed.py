@@ -1,6 +1,7 @@
 """Training throughput (images/s) of a preset's G+D step on CPU/GPU, variants side by side in one run.
 
     python benchmarks/train_speed.py --preset best --steps 6
+    python benchmarks/train_speed.py --preset best --steps 30 --compile   # the preset's flags, eager vs torch.compile
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ VARIANTS = {
 }
 
 
-def step_seconds(config, steps: int, device: torch.device) -> float:
-    """Median seconds of one full training iteration (n_critic D steps, one G step, EMA)."""
+def step_seconds(config, steps: int, device: torch.device, compiled: bool = False) -> float:
+    """Median seconds of one full training iteration (n_critic D steps, one G step, EMA); ``compiled``:
+    G and D through ``torch.compile`` as a run compiles them (its first iterations compile and are not timed)."""
     torch.manual_seed(0)
     models = Models(config, 24, 64, device)
+    if compiled:
+        models.compile(with_d=config.loss != "wgan-gp")
     b = config.batch_size
     real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
     if config.channels_last:
@@ -40,7 +44,8 @@ def step_seconds(config, steps: int, device: torch.device) -> float:
     labels[:, 0] = 1
     autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
     times = []
-    for i in range(steps + 2):
+    warm = 4 if compiled else 2
+    for i in range(steps + warm):
         start = time.perf_counter()
         for _ in range(config.n_critic):
             d_step(models, config, real, labels, labels, torch.randn(b, models.g.config.z_dim, device=device), autocast)
@@ -49,7 +54,7 @@ def step_seconds(config, steps: int, device: torch.device) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
+    return statistics.median(times[warm:])
 
 
 def main() -> None:
@@ -58,16 +63,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true",
+                        help="compare the preset's own flags eager and compiled, twice each, alternating")
     args = parser.parse_args()
     device = torch.device(args.device)
     base = get_preset(args.preset)
     if args.batch_size:
         base = replace(base, batch_size=args.batch_size)
     print(f"preset {args.preset}, batch {base.batch_size}, device {device}, {torch.get_num_threads()} threads")
-    print("| variant | s/iteration | images/s | x fp32 |\n|---|---|---|---|")
+    print("| variant | s/iteration | images/s | x first row |\n|---|---|---|---|")
     first = None
-    for name, flags in VARIANTS.items():
-        seconds = step_seconds(replace(base, **flags), args.steps, device)
+    runs = [(name, flags, False) for name, flags in VARIANTS.items()]
+    if args.compile:
+        runs = [("preset, eager", {}, False), ("preset, compiled", {}, True)] * 2
+    for name, flags, compiled in runs:
+        seconds = step_seconds(replace(base, **flags), args.steps, device, compiled)
         ips = base.batch_size / seconds
         first = first or ips
         print(f"| {name} | {seconds:.3f} | {ips:.1f} | {ips / first:.2f}x |", flush=True)
