@@ -234,8 +234,9 @@ class OnnxSession:
         from concurrent.futures import ThreadPoolExecutor
 
         session = self._one_thread_session()
-        if self._slice_pool is None:
-            self._slice_pool = ThreadPoolExecutor(self.threads)
+        with self._lock:  # two threads' first sliced runs must not each create a pool
+            if self._slice_pool is None:
+                self._slice_pool = ThreadPoolExecutor(self.threads)
         bounds = np.linspace(0, len(feeds["noise"]), self.threads + 1).astype(int)
         parts = [{k: v[a:b] for k, v in feeds.items()} for a, b in zip(bounds[:-1], bounds[1:])]
         images = self._slice_pool.map(lambda part: session.run(["image"], part)[0], parts)  # each [n_i, 3, H, W]
