@@ -41,6 +41,8 @@ def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random
     manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
     assert manifest["files"]["generator.onnx"]["parity_max_abs_diff"] < 1e-4
     assert manifest["metadata"]["training"]["preset"] == preset
+    final = export(out / "last-generator.pt", ["onnx"], tmp_path / "final", report=lambda _: None)  # the end's weights
+    assert final["metadata"]["training"]["step"] == 4 and manifest["metadata"]["training"]["step"] in (2, 4)
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
 """The training loop: a run opens (new, resumed or fine-tuned), steps, and evaluates and saves in phases.
 
 A run folder holds ``config.json`` (written when the run starts), ``metrics.jsonl``, ``curves.png``,
-``samples/``, ``best.pt`` (the generator picked by the selection rule) and ``last.pt`` (everything
-needed to resume).
+``samples/``, ``best.pt`` (the generator picked by the selection rule), ``last-generator.pt`` (the generator
+at the latest evaluation: at the end, the run's final weights; exportable like ``best.pt``) and ``last.pt``
+(everything needed to resume).
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ class Run:
 
     # -- phase 3: evaluate and save -----------------------------------------------------------------
     def evaluate_and_save(self) -> None:
-        """Score the inference generator; write metrics, samples, curves, ``best.pt`` and ``last.pt``."""
+        """Score the inference generator; write metrics, samples, curves, ``best.pt``, ``last-generator.pt`` and
+        ``last.pt``."""
         config, state, out = self.config, self.state, self.out
         self.models.recalibrate_ema(self.calibration_conditions(), seed=state.step)
         g = self.models.inference_g
@@ -241,9 +243,11 @@ class Run:
         with torch.no_grad():
             save_sample_grid(g(fixed_noise, cond).float().cpu(), out / "samples" / f"step{state.step:07d}.png")
         plot_curves(out / "metrics.jsonl", out / "curves.png")
+        checkpoint = generator_checkpoint(_cpu_copy(g), self.vocabulary, metrics, self.training_record())
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]
-            _save(out / "best.pt", generator_checkpoint(_cpu_copy(g), self.vocabulary, metrics, self.training_record()))
+            _save(out / "best.pt", checkpoint)
+        _save(out / "last-generator.pt", checkpoint)
         self.save_last()
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
         card = metrics.get("scorecard") or {}
