@@ -247,8 +247,8 @@ class Run:
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]
             _save(out / "best.pt", checkpoint)
+        self.save_last()  # the state to resume from first; then the exportable copy of the latest generator
         _save(out / "last-generator.pt", checkpoint)
-        self.save_last()
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
         card = metrics.get("scorecard") or {}
         shown = (("diversity", ".3f"), ("layout_diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
