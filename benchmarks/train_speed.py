@@ -35,7 +35,7 @@ def step_seconds(config, steps: int, device: torch.device, compiled: bool = Fals
     torch.manual_seed(0)
     models = Models(config, 24, 64, device)
     if compiled:
-        models.compile(with_d=config.loss != "wgan-gp")
+        models.compile()
     b = config.batch_size
     real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
     if config.channels_last:

@@ -78,10 +78,10 @@ class Binding:
 
     def run_uint8(self, session, pixels_session, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """As :meth:`run`, then ``pixels_session`` (:func:`uint8_graph`) converts on the device: uint8 [N, H, W, 3]."""
-        import onnxruntime as ort
-
         self._run_on_device(session, feeds)
         if self.pixels is None:
+            import onnxruntime as ort
+
             n, _, h, w = self.output.shape()
             self.pixels_output = ort.OrtValue.ortvalue_from_shape_and_type([n, h, w, 3], np.uint8, "cuda", 0)
             self.pixels = pixels_session.io_binding()

@@ -138,6 +138,7 @@ class OnnxSession:
         self.cuda_graph = cuda_graph and self.device == "cuda"
         self._bindings: dict[int, Binding] = {}  # CUDA: one per batch size (and CUDA graph id)
         self._pixels = None  # CUDA: the session that converts images to uint8 on the device (opened on first use)
+        self._uint8_on_device = self.device == "cuda" and self.session.get_outputs()[0].type == "tensor(float)"
         self._lock = threading.Lock()
         self.slices = slices and self.threads > 1
         self._single = None  # CPU: the one-thread session, opened by the first sliced or one-thread run
@@ -202,7 +203,7 @@ class OnnxSession:
     def run_uint8(self, noise: np.ndarray, condition: np.ndarray, one_thread: bool = False) -> np.ndarray:
         """uint8 images [N, H, W, 3] (the rule of :func:`to_uint8`).  On CUDA the conversion runs on the GPU and
         only the uint8 pixels are copied to the host; on CPU ``one_thread`` runs the batch on one thread."""
-        if self.device != "cuda" or self.session.get_outputs()[0].type != "tensor(float)":
+        if not self._uint8_on_device:
             return to_uint8(self.run_one_thread(noise, condition) if one_thread else self.run(noise, condition))
         feeds = self._feeds(noise, condition)
         with self._lock:

@@ -127,7 +127,7 @@ class Run:
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
                                 self.parallel)
         if self.compiled:
-            self.models.compile(with_d=self.config.loss != "wgan-gp")  # the gradient penalty's double backward is not compilable
+            self.models.compile()
 
     def _resume(self) -> None:
         saved = load_last(self.out, self._report_fallback)  # on the CPU: RNG states must stay there

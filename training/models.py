@@ -28,6 +28,7 @@ class Models:
     def __init__(self, config: TrainConfig, num_classes: int, image_size: int, device: torch.device,
                  world: int = 1, groups: tuple = (), channels_last: bool | None = None):
         self.world = world
+        self.compile_d = config.loss != "wgan-gp"  # the gradient penalty's double backward is not compilable
         # channels_last weights (default: the config's); the loop turns them off for compiled runs (channels_last_for)
         self.channels_last = config.channels_last if channels_last is None else channels_last
         # (logits [B, C], labels [B, C]) -> loss: BCE, a CE per group, or InfoGAN's term for codes
@@ -83,16 +84,16 @@ class Models:
             for buffer in net.buffers():
                 dist.broadcast(buffer, 0)
 
-    def compile(self, with_d: bool = True) -> None:
-        """``torch.compile`` G, and D unless ``with_d`` is False, in place (state_dict keys unchanged; the EMA
-        copy stays eager).  Inductor's own channels_last choice for convolution outputs is turned off: on CUDA
+    def compile(self) -> None:
+        """``torch.compile`` G, and D unless the loss needs a double backward (wgan-gp), in place (state_dict
+        keys unchanged; the EMA copy stays eager).  Inductor's own channels_last choice for convolution outputs is turned off: on CUDA
         (torch 2.11, H200) it failed its stride check in the acgan generator's transposed-convolution backward
         even with contiguous weights and batches."""
         import torch._inductor.config as inductor
 
         inductor.layout_optimization = False
         self.g.compile()
-        if with_d:
+        if self.compile_d:
             self.d.compile()
 
     @property
