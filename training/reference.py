@@ -14,6 +14,7 @@ from .data import DatasetError, ICLEVRData, scene_split, to_float
 from .evaluator_training import EvaluatorConfig
 
 MIN_SET_IMAGES = 12  # an object set joins the diversity figure when it has at least this many real images
+FEATURE_IMAGES = 900  # real images per feature sample (Fréchet distance, precision, recall), in runs and `evaluate`
 MIN_FEATURE_IMAGES = 8  # the fewest images per feature sample (k-NN with k = 3 and a covariance need a few)
 
 
@@ -34,7 +35,7 @@ def _spread(items: list, limit: int | None) -> list:
 
 
 def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, max_sets: int | None = None,
-                    feature_images: int = 900, min_set_images: int = MIN_SET_IMAGES, seed: int = 0) -> RealReference:
+                    feature_images: int = FEATURE_IMAGES, min_set_images: int = MIN_SET_IMAGES, seed: int = 0) -> RealReference:
     """The real reference of ``data``: object sets with at least ``min_set_images`` images (at most ``per_set``
     of them each, ``max_sets`` sets spread over all) and two disjoint samples of ``feature_images`` images from
     the evaluator's own held-out scenes: the reference, and the real sample whose conditions the generator draws

@@ -18,16 +18,19 @@ from cgan_export.evaluator import Evaluator
 
 from .data import DatasetError, ICLEVRData
 from .presets import TrainConfig
-from .reference import MIN_SET_IMAGES, build_reference
+from .reference import FEATURE_IMAGES, MIN_SET_IMAGES, build_reference
 
-# The scorecard a run computes at every evaluation: a smaller reference than `evaluate`'s, so figures
-# compare within a run (the Fréchet floor is measured at the same size).
-RUN_REFERENCE = {"per_set": 12, "max_sets": 48, "feature_images": 500, "min_set_images": MIN_SET_IMAGES}
+# The scorecard a run computes at every evaluation: fewer object sets than `evaluate`'s (diversity compares
+# within a run), but the same 900 feature images, so its Fréchet distance, precision and recall are the ones
+# `evaluate` reports (500 images made the Fréchet ratio too noisy to rank the end of a run).
+RUN_REFERENCE = {"per_set": 12, "max_sets": 48, "feature_images": FEATURE_IMAGES, "min_set_images": MIN_SET_IMAGES}
 
 
 def selection_rule(config: TrainConfig) -> str:
-    """The rule ``best.pt`` of a run of ``config`` is picked by."""
-    return scorecard.INFO_SELECTION_RULE if config.info_categories else scorecard.SELECTION_RULE
+    """The rule ``best.pt`` of a run of ``config`` is picked by, with the reference it reads (a run resumed under
+    another rule or reference re-scores its ``best.pt``)."""
+    rule = scorecard.INFO_SELECTION_RULE if config.info_categories else scorecard.SELECTION_RULE
+    return f"{rule}; scored on {RUN_REFERENCE['feature_images']} feature images"
 
 
 def eval_conditions(data: ICLEVRData) -> dict[str, list[list[str]]]:
