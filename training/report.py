@@ -51,7 +51,7 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
         return
     steps = [r["step"] for r in records]
     fig, (ax_loss, ax_acc, ax_card) = plt.subplots(1, 3, figsize=(16, 4))
-    for key in records[-1]["losses"]:
+    for key in dict.fromkeys(k for r in records for k in r["losses"]):  # a re-scored finished run logs no losses
         ax_loss.plot(steps, [r["losses"].get(key, float("nan")) for r in records], label=key)
     ax_loss.set_xlabel("step"), ax_loss.set_title("losses (running mean)"), ax_loss.legend()
     for key, value in records[-1].items():

@@ -1,0 +1,125 @@
+"""Resuming a run: what must match, what may change (scoring seeds, evaluator) and re-scores best.pt, a run killed
+mid-way, and a finished run scored again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgan_export.checkpoint import load_generator
+from training.loop import RunOptions, train
+from training.presets import get_preset
+
+from .test_training import TINY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_resuming_a_finished_run_scores_its_end_again_without_training(data_root, random_evaluator, tmp_path):
+    import warnings
+    from dataclasses import replace
+
+    config = get_preset("best", batch_size=4, eval_every=3, eval_seeds=1, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=4 / 6,
+                         show_progress=False)
+    train(config, options)
+    (tmp_path / "run" / "last-generator.pt").unlink()  # as in a run from before runs kept it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the curves of a record without losses draw without a matplotlib warning
+        result = train(config, replace(options, resume=True))
+    assert result["step"] == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 4, 4] and records[-1]["losses"] == {}
+    assert load_generator(tmp_path / "run" / "last-generator.pt")[1]["training"]["step"] == 4
+
+
+def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    from dataclasses import replace
+
+    from cgan_export.errors import CganError
+
+    with pytest.raises(CganError, match="lr_g"):
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, lr_g=1e-3, **TINY["best"]),
+              replace(options, resume=True, epochs=4 / 6))
+    with pytest.raises(CganError, match="already holds a run"):
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+
+
+def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoint(data_root, random_evaluator, tmp_path,
+                                                                                   capsys):
+    from dataclasses import replace
+
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, **TINY["best"]),
+                   replace(options, resume=True, epochs=3 / 6))
+    assert result["step"] == 3
+    record = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert record["test"]["seeds"] == 2
+    assert "the number of scoring seeds changed" in capsys.readouterr().err
+
+
+def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, random_evaluator, vocabulary, tmp_path,
+                                                                      capsys):
+    import hashlib
+    from dataclasses import replace
+
+    from cgan_export.evaluator import build_classifier, evaluator_checkpoint
+
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    train(config, options)
+    torch.manual_seed(1)
+    other = tmp_path / "other-evaluator.pt"
+    torch.save(evaluator_checkpoint(build_classifier(), vocabulary, 64, {"holdout_lab_accuracy": 0.0}, {}), other)
+    capsys.readouterr()
+    train(config, replace(options, evaluator=other, resume=True, epochs=4 / 6))
+    assert "the evaluator changed" in capsys.readouterr().err
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]
+    assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16] != \
+        hashlib.sha256(random_evaluator.read_bytes()).hexdigest()[:16]
+
+
+def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:
+    cmd = [sys.executable, str(ROOT / "cli.py"), "train", "--preset", "cdcgan", "--data", str(data_root), "--out", str(out),
+           "--batch-size", "4", "--eval-every", "2", "--epochs", str(epochs), "--evaluator", str(evaluator),
+           "--threads", "1"]
+    return cmd + (["--resume"] if resume else [])
+
+
+def _last_weights(out: Path) -> dict:
+    state = torch.load(out / "last.pt", weights_only=True)
+    return {"step": state["state"]["step"], **{f"g.{k}": v for k, v in state["models"]["g"].items()},
+            **{f"d.{k}": v for k, v in state["models"]["d"].items()}}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(data_root, random_evaluator, tmp_path):
+    env = {**os.environ, "CGAN_EXPORT_CACHE": str(tmp_path / "cache")}
+    subprocess.run(_train_cmd(tmp_path / "straight", data_root, random_evaluator, 2), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(killed, data_root, random_evaluator, 100), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        lines = (killed / "metrics.jsonl").read_text().splitlines() if (killed / "metrics.jsonl").exists() else []
+        if len(lines) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= _last_weights(killed)["step"] < 12
+    subprocess.run(_train_cmd(killed, data_root, random_evaluator, 2, resume=True), check=True, env=env, capture_output=True)
+    straight, resumed = _last_weights(tmp_path / "straight"), _last_weights(killed)
+    assert straight["step"] == resumed["step"] == 12
+    for key, value in straight.items():
+        if key != "step":
+            assert torch.equal(value, resumed[key]), key
