@@ -21,6 +21,7 @@ import torch
 
 from cgan_export.contract import make_noise
 from cgan_export.runtime import open_backend
+from cgan_export.scorecard import colour_map
 from training.data import load_dataset, resolve_data_root, to_float
 
 OBJECT_SATURATION = 0.15  # a pixel of a coloured object
@@ -29,8 +30,8 @@ BACKGROUND_SATURATION = 0.05  # the gray floor and background
 
 def statistics(images: np.ndarray) -> dict[str, float]:
     """Coloured area and gradients of images [N, 3, H, W] in [-1, 1]."""
-    x = (images.astype(np.float64) + 1) / 2
-    saturation = x.max(axis=1) - x.min(axis=1)  # [N, H, W]
+    x = (images.astype(np.float64) + 1) / 2  # [N, 3, H, W] on [0, 1]
+    saturation = colour_map(x)[:, 0]  # [N, H, W]
     gray = x.mean(axis=1)  # [N, H, W]
     grad = np.abs(np.diff(gray, axis=1))[:, :, :-1] + np.abs(np.diff(gray, axis=2))[:, :-1, :]  # [N, H-1, W-1]
     background = saturation[:, :-1, :-1] < BACKGROUND_SATURATION

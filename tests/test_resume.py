@@ -1,18 +1,23 @@
 """Resuming a run: what must match, what may change (scoring seeds, evaluator) and re-scores best.pt, a run killed
 mid-way, and a finished run scored again."""
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from cgan_export.checkpoint import load_generator
+from cgan_export.errors import CganError
+from cgan_export.evaluator import build_classifier, evaluator_checkpoint
 from training.loop import RunOptions, train
 from training.presets import get_preset
 
@@ -22,9 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_resuming_a_finished_run_scores_its_end_again_without_training(data_root, random_evaluator, tmp_path):
-    import warnings
-    from dataclasses import replace
-
     config = get_preset("best", batch_size=4, eval_every=3, eval_seeds=1, **TINY["best"])
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=4 / 6,
                          show_progress=False)
@@ -42,10 +44,6 @@ def test_resuming_a_finished_run_scores_its_end_again_without_training(data_root
 def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
-    from dataclasses import replace
-
-    from cgan_export.errors import CganError
-
     with pytest.raises(CganError, match="lr_g"):
         train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, lr_g=1e-3, **TINY["best"]),
               replace(options, resume=True, epochs=4 / 6))
@@ -55,8 +53,6 @@ def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path
 
 def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoint(data_root, random_evaluator, tmp_path,
                                                                                    capsys):
-    from dataclasses import replace
-
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
     result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, **TINY["best"]),
@@ -69,11 +65,6 @@ def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoin
 
 def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, random_evaluator, vocabulary, tmp_path,
                                                                       capsys):
-    import hashlib
-    from dataclasses import replace
-
-    from cgan_export.evaluator import build_classifier, evaluator_checkpoint
-
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
     options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
     train(config, options)
