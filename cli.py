@@ -79,6 +79,10 @@ def train(
     epochs: Annotated[Optional[float], typer.Option(help="Total epochs (instead of --minutes).")] = None,
     anneal: Annotated[float, typer.Option(min=0.0, help="Let the learning rates fall linearly to 0 over the budget's "
                                           "last ANNEAL minutes (or epochs, with --epochs).")] = 0.0,
+    cycle_epochs: Annotated[float, typer.Option(min=0.0, help="After the --epochs budget, a second cycle of this many "
+                                                "epochs: learning rates back to the preset's, the guide on.")] = 0.0,
+    cycle_anneal: Annotated[float, typer.Option(min=0.0, help="Let the second cycle's learning rates fall linearly "
+                                                "to 0 over its last CYCLE_ANNEAL epochs.")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     init_from: Annotated[Optional[Path], typer.Option(help="Fine-tune: start a new run from another run's last.pt "
                                                       "(same networks; other settings may differ), or from a generator "
@@ -111,9 +115,14 @@ def train(
     config = get_preset(preset, **overrides)
     if minutes is None and epochs is None:
         minutes = 60.0
+    if (cycle_epochs or cycle_anneal) and epochs is None:
+        raise CganError("--cycle-epochs and --cycle-anneal follow an --epochs budget; give --epochs")
+    if cycle_anneal > 0 and cycle_epochs == 0:
+        raise CganError("--cycle-anneal needs a second cycle: give --cycle-epochs")
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
-                                             anneal=anneal, resume=resume, init_from=init_from, guide=guide, device=device.value, threads=threads,
+                                             anneal=anneal, cycle_epochs=cycle_epochs, cycle_anneal=cycle_anneal,
+                                             resume=resume, init_from=init_from, guide=guide, device=device.value, threads=threads,
                                              compile=compile,
                                              show_progress=sys.stderr.isatty()))
     if result["stopped_by"] is not None:

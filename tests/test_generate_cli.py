@@ -139,6 +139,14 @@ def test_help_lists_every_command():
         assert command in text
 
 
+def test_a_second_cycle_without_an_epochs_budget_fails_cleanly_before_training(tmp_path):
+    code, text = _cli("train", "--minutes", 1, "--cycle-epochs", 3, "--out", tmp_path / "run")
+    _assert_clean_failure(code, text, "follow an --epochs budget")
+    code, text = _cli("train", "--epochs", 1, "--cycle-anneal", 2, "--out", tmp_path / "run")
+    _assert_clean_failure(code, text, "give --cycle-epochs")
+    assert not (tmp_path / "run").exists()
+
+
 def test_export_command_reports_each_format(exported_best, tmp_path):
     code, text = _cli("export", "--checkpoint", exported_best / "generator.pt", "--format", "onnx", "--out", tmp_path)
     assert code == 0, text

@@ -8,6 +8,7 @@ import torch
 from cgan_export.checkpoint import load_generator
 from cgan_export.export import export
 from training.loop import RunOptions, train
+from training.options import budget_steps
 from training.steps import lr_factor
 from training.presets import PRESETS, get_preset, parse_overrides
 
@@ -173,6 +174,14 @@ def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_bu
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
+def test_a_second_cycle_restarts_the_learning_rates_after_the_budget_and_anneals_them_again():
+    config = get_preset("best")
+    options = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4, cycle_epochs=3, cycle_anneal=2)
+    assert budget_steps(options, 100) == (1000, 1300)  # 100 steps per epoch: (main budget, whole run)
+    factors = [lr_factor(config, options, step, 100, 0.0, 1000) for step in (800, 999, 1000, 1100, 1200, 1300)]
+    assert factors == pytest.approx([0.5, 0.0025, 1.0, 1.0, 0.5, 0.0])
+
+
 def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():
     config = get_preset("cdcgan")  # x0.5 every 50 epochs
     options = RunOptions(device="cpu", out=Path("unused"), epochs=200)
@@ -264,6 +273,10 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     train(replace(config, guide_start=0.5), replace(options, out=tmp_path / "staged", epochs=4 / 6))  # joins at step 2
     records = [json.loads(line) for line in (tmp_path / "staged" / "metrics.jsonl").read_text().splitlines()]
     assert ["g_guide" in r["losses"] for r in records] == [False, True]
+    cycled = replace(options, out=tmp_path / "cycled", guide=tmp_path / "guide.pt", cycle_epochs=2 / 6)
+    assert train(replace(config, guide_start=1.0), cycled)["step"] == 4  # 2 main steps + 2 in the second cycle
+    records = [json.loads(line) for line in (tmp_path / "cycled" / "metrics.jsonl").read_text().splitlines()]
+    assert ["g_guide" in r["losses"] for r in records] == [False, True]  # the guide joins with the cycle
     train(config, replace(options, guide=tmp_path / "guide.pt"))
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert "g_guide" in (tmp_path / "run" / "metrics.jsonl").read_text()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import signal
 import threading
 import time
@@ -33,7 +32,7 @@ from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
 from .models import Models, channels_last_for
-from .options import RunOptions, torch_device
+from .options import RunOptions, budget_steps, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
@@ -161,8 +160,7 @@ class Run:
     def train(self) -> dict:
         """Iterate until the budget is spent, evaluating and saving every ``eval_every`` iterations."""
         config, state = self.config, self.state
-        max_steps = (max(1, math.ceil(self.options.epochs * self.steps_per_epoch))
-                     if self.options.epochs is not None else None)
+        main_steps, max_steps = budget_steps(self.options, self.steps_per_epoch)  # iterations: main budget, whole run
         autocast = {"device_type": self.device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
         start_elapsed, t0 = state.elapsed, time.time()
         order_epoch, order = -1, torch.empty(0, dtype=torch.long)
@@ -176,7 +174,7 @@ class Run:
                 if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
                     order_epoch, order = epoch, epoch_order(config.seed, epoch, len(self.data), self.weights)
                 first = (pos * self.parallel.world + self.parallel.rank) * config.batch_size
-                self.step(order[first:first + config.batch_size], autocast, max_steps)
+                self.step(order[first:first + config.batch_size], autocast, main_steps)
                 if state.step % 50 == 0:  # reading the losses syncs with the device: not every step
                     info = " ".join(f"{k} {v:.3f}" for k, v in self.losses().items()) + f" acc {state.last_score:.3f}"
                     progress.update(task, completed=state.step, info=info)
@@ -191,7 +189,7 @@ class Run:
         return {"step": state.step, "best_score": state.best_score, "minutes": state.elapsed / 60,
                 "generator": self.models.inference_g, "stopped_by": self.stop_signal}
 
-    def step(self, idx: torch.Tensor, autocast: dict, max_steps: int | None) -> None:
+    def step(self, idx: torch.Tensor, autocast: dict, main_steps: int | None) -> None:
         """One iteration on the images ``idx``: critic steps, a G step, the EMA update."""
         config, models, state, device = self.config, self.models, self.state, self.device
         idx = idx.to(self.images.device)
@@ -206,14 +204,14 @@ class Run:
             fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
                            mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups,
                                           config.random_same_colour, self.noise_gen).to(device))
-        models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, max_steps))
+        models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed, main_steps))
         models.g.train(), models.d.train()
         z_dim = models.g.config.z_dim
         for _ in range(config.n_critic):
             noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
             logs = d_step(models, config, real, labels, fake_labels, noise, autocast)
         noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
-        guide = self.guide if _budget_spent(state, max_steps, self.options.minutes) >= config.guide_start else None
+        guide = self.guide if _budget_spent(state, main_steps, self.options.minutes) >= config.guide_start else None
         if state.step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
             logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, guide))
         models.broadcast_buffers()

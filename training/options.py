@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class RunOptions:
     minutes: float | None = None  # total training minutes over all resumed runs
     epochs: float | None = None  # or a budget in epochs
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
+    cycle_epochs: float = 0.0  # a second cycle after the ``epochs`` budget: learning rates back to the preset's, guide on
+    cycle_anneal: float = 0.0  # ... falling linearly to 0 over the cycle's last ``cycle_anneal`` epochs
     resume: bool = False  # continue the run in ``out`` from its last.pt
     init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
     guide: Path | None = None  # a guide classifier file (training/guide.py), used when config.guide_weight > 0
@@ -27,6 +30,15 @@ class RunOptions:
     compile: bool | None = None  # torch.compile G and D; None: on CUDA only
     threads: int = 0  # CPU threads (0: torch's default)
     show_progress: bool = True  # a progress bar on stderr
+
+
+def budget_steps(options: RunOptions, steps_per_epoch: int) -> tuple[int | None, int | None]:
+    """(main budget, whole run) in iterations for an ``epochs`` budget, the second cycle included in the
+    whole run; (None, None) for a budget in minutes."""
+    if options.epochs is None:
+        return None, None
+    main = max(1, math.ceil(options.epochs * steps_per_epoch))
+    return main, main + math.ceil(options.cycle_epochs * steps_per_epoch)
 
 
 def torch_device(name: str) -> torch.device:
