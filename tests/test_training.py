@@ -167,10 +167,10 @@ def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkp
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
     config = get_preset("best")
     by_epochs = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below
-    factors = [lr_factor(config, by_epochs, step, 100, 0.0, 1000) for step in (0, 600, 800, 1000)]
+    factors = [lr_factor(config, by_epochs, step, 100, 0.0) for step in (0, 600, 800, 1000)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
     by_minutes = RunOptions(device="cpu", out=Path("unused"), minutes=60, anneal=30)
-    factors = [lr_factor(config, by_minutes, 0, 100, minutes * 60, None) for minutes in (10, 30, 45, 61)]
+    factors = [lr_factor(config, by_minutes, 0, 100, minutes * 60) for minutes in (10, 30, 45, 61)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
@@ -178,14 +178,14 @@ def test_a_second_cycle_restarts_the_learning_rates_after_the_budget_and_anneals
     config = get_preset("best")
     options = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4, cycle_epochs=3, cycle_anneal=2)
     assert budget_steps(options, 100) == (1000, 1300)  # 100 steps per epoch: (main budget, whole run)
-    factors = [lr_factor(config, options, step, 100, 0.0, 1000) for step in (800, 999, 1000, 1100, 1200, 1300)]
+    factors = [lr_factor(config, options, step, 100, 0.0) for step in (800, 999, 1000, 1100, 1200, 1300)]
     assert factors == pytest.approx([0.5, 0.0025, 1.0, 1.0, 0.5, 0.0])
 
 
 def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():
     config = get_preset("cdcgan")  # x0.5 every 50 epochs
     options = RunOptions(device="cpu", out=Path("unused"), epochs=200)
-    factors = [lr_factor(config, options, epoch * 10, 10, 0.0, 2000) for epoch in (0, 49, 50, 100, 150)]
+    factors = [lr_factor(config, options, epoch * 10, 10, 0.0) for epoch in (0, 49, 50, 100, 150)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125])
 
 

@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 
 from . import losses
 from .augment import diff_augment
 from .models import Models
-from .options import RunOptions
+from .options import RunOptions, budget_steps
 from .presets import TrainConfig
 
 
-def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float,
-              main_steps: int | None) -> float:
+def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float) -> float:
     """The learning-rate multiplier at ``step``: the preset's step decay times the end-of-budget anneal.
 
     Step decay: ``lr_gamma`` every ``lr_step_epochs`` completed epochs.  Anneal: linear to 0 over the
-    last ``options.anneal`` epochs (``--epochs`` budget, ``main_steps`` iterations) or minutes (``--minutes``
-    budget).  After ``main_steps``, the second cycle (``options.cycle_epochs``) starts again at full rate
-    and falls linearly to 0 over its last ``options.cycle_anneal`` epochs.
+    last ``options.anneal`` epochs (``--epochs`` budget) or minutes (``--minutes`` budget).  After an
+    ``--epochs`` budget, the second cycle (``options.cycle_epochs``) starts the anneal again from 1 and
+    falls linearly to 0 over its last ``options.cycle_anneal`` epochs.
     """
     factor = config.lr_gamma ** (step // steps_per_epoch // config.lr_step_epochs) if config.lr_step_epochs else 1.0
+    main_steps, total_steps = budget_steps(options, steps_per_epoch)
     if main_steps is not None and step >= main_steps and options.cycle_epochs > 0:
         if options.cycle_anneal > 0:
-            left = main_steps + math.ceil(options.cycle_epochs * steps_per_epoch) - step
-            factor *= min(1.0, max(0.0, left / (options.cycle_anneal * steps_per_epoch)))
+            factor *= min(1.0, max(0.0, (total_steps - step) / (options.cycle_anneal * steps_per_epoch)))
     elif options.anneal > 0 and main_steps is not None:
         factor *= min(1.0, max(0.0, (main_steps - step) / (options.anneal * steps_per_epoch)))
     elif options.anneal > 0 and options.minutes is not None:
