@@ -88,6 +88,11 @@ def train(
                                                       "(same networks; other settings may differ), or from a generator "
                                                       "checkpoint such as exported/generator.pt (D starts fresh: "
                                                       "see --set d_warmup_steps=K).")] = None,
+    snapshot_every: Annotated[int, typer.Option(min=0, help="Every K iterations, keep a resumable copy of the run in "
+                                                "OUT/snapshots/stepK.pt (0: none).")] = 0,
+    branch_from: Annotated[Optional[Path], typer.Option(help="Carry on from a snapshot of another run (its step, weights "
+                                                        "and RNG) under this command's budget, in a new --out: e.g. a "
+                                                        "longer schedule from before its guide joined.")] = None,
     guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train) for a preset "
                                                   "with a guide weight (best); without it the run trains its own into "
                                                   "OUT/guide.pt first. A resumed run reopens its own.")] = None,
@@ -119,10 +124,13 @@ def train(
         raise CganError("--cycle-epochs and --cycle-anneal follow an --epochs budget; give --epochs")
     if cycle_anneal > 0 and cycle_epochs == 0:
         raise CganError("--cycle-anneal needs a second cycle: give --cycle-epochs")
+    if branch_from is not None and init_from is not None:
+        raise CganError("--branch-from and --init-from both say where a run starts: give one")
     out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
                                              anneal=anneal, cycle_epochs=cycle_epochs, cycle_anneal=cycle_anneal,
-                                             resume=resume, init_from=init_from, guide=guide, device=device.value, threads=threads,
+                                             resume=resume, init_from=init_from, snapshot_every=snapshot_every,
+                                             branch_from=branch_from, guide=guide, device=device.value, threads=threads,
                                              compile=compile,
                                              show_progress=sys.stderr.isatty()))
     if result["stopped_by"] is not None:

@@ -1,78 +1,77 @@
-"""How far generated images are from real ones: Fréchet distance in the evaluator's feature space.
+"""Where a generator's Fréchet distance comes from: the scorecard's figure split by the number of objects.
 
-    python benchmarks/feature_distance.py exported/generator.onnx RUN/best.pt --images 2000
+    python benchmarks/feature_distance.py exported/generator.onnx RUN/best.pt
 
-FID's formula on the 512-d pooled features of the lab evaluator (not Inception: no download, and
-the features the accuracy is read from).  Generated images are drawn for the conditions of randomly
-chosen training images (seed 0 noise) and compared with those real images; a second, disjoint draw
-of real images gives the distance between two real samples of the same size (the floor).  Lower is
-closer.  A generator that raises its lab accuracy by drawing caricatures rather than scenes moves
-away from the real images here.
+FID's formula on the 512-d pooled features of the lab evaluator, on the scenes the evaluator held out of
+its training (as in `python cli.py evaluate`: features of images the evaluator was trained on sit closer
+together, and a generator trained on all of them looks closer to them than it is).  For all images and for
+the images of 1, 2 and 3 objects alone: two disjoint real halves give the floor, and the generator draws
+for the second half's conditions (noise seed 1, as the scorecard).  Each row also gives the evaluator's mean
+probability for the objects the condition does not name, summed per image: the confusion a generated
+object leaves (a cube drawn half like a cylinder), against the real images'.  The per-count halves are
+small (300 images on i-CLEVR), so their floors are larger than the 900-image floor; read the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-
-import sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-
-sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
 
 import numpy as np
 import torch
 
-from cgan_export.paths import EXPORTED_DIR
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
+
 from cgan_export.contract import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
-from cgan_export.runtime import open_backend
-from training.data import load_dataset, resolve_data_root, to_float
-
-ROOT = Path(__file__).resolve().parent.parent
+from cgan_export.paths import EXPORTED_DIR
+from cgan_export.runtime import Backend, open_backend
+from cgan_export.scorecard import frechet_distance, pooled_features
+from training.data import ICLEVRData, load_dataset, resolve_data_root, to_float
+from training.reference import FEATURE_IMAGES, held_out_images
 
 
 @torch.no_grad()
-def features(evaluator: Evaluator, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-    """Pooled ResNet features [N, 512] of images [N, 3, 64, 64] in [-1, 1]."""
-    trunk = torch.nn.Sequential(*list(evaluator.net.children())[:-1])  # everything but fc
-    out = [trunk(chunk.contiguous(memory_format=torch.channels_last)).flatten(1) for chunk in images.split(batch_size)]
-    return torch.cat(out).double().numpy()
+def unnamed_probability(evaluator: Evaluator, images: torch.Tensor, labels: np.ndarray) -> float:
+    """Mean over images [N, 3, H, W] of the summed sigmoid outputs for the classes ``labels`` [N, C] do not name."""
+    logits = torch.cat([evaluator.net(chunk.contiguous(memory_format=torch.channels_last)) for chunk in images.split(256)])
+    return float((torch.sigmoid(logits).numpy() * (labels < 0.5)).sum(1).mean())
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2) of two feature sets [N, D].
-
-    Tr((S_a S_b)^1/2) is the sum of the square roots of the eigenvalues of S_a S_b (real, >= 0 for
-    covariance matrices up to rounding).
-    """
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    trace_root = np.sqrt(np.clip(np.linalg.eigvals(s_a @ s_b).real, 0, None)).sum()
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * trace_root)
+def split_rows(data: ICLEVRData, held: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The two real halves of every row: all held-out images (the scorecard's 900 + 900), then per object count."""
+    size = min(FEATURE_IMAGES, len(held) // 2)
+    rows = {"all": (held[:size], held[size:2 * size])}
+    counts = data.labels.sum(1).numpy()[held].round().astype(int)
+    for n in sorted(set(counts.tolist())):
+        part = held[counts == n]
+        rows[f"{n} object{'s' if n > 1 else ''}"] = (part[:len(part) // 2], part[len(part) // 2:2 * (len(part) // 2)])
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+", help="ONNX files or generator checkpoints (.pt)")
-    parser.add_argument("--data", type=Path, default=resolve_data_root(), help="i-CLEVR folder")
+    parser.add_argument("--data", type=Path, default=resolve_data_root(), help="data folder in the lab layout")
     parser.add_argument("--evaluator", type=Path, default=EXPORTED_DIR / "evaluator.pt", help="evaluator file")
-    parser.add_argument("--images", type=int, default=2000, help="images per set")
     args = parser.parse_args()
     evaluator = load_evaluator(args.evaluator)
     data = load_dataset(args.data)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-    picked, other = order[:args.images], order[args.images:2 * args.images]
-    real = features(evaluator, to_float(data.images[picked]))
-    print("| images | Fréchet distance to the real images (evaluator features) |")
-    print("|---|---|")
-    print(f"| {args.images} other real images (floor) | {frechet_distance(real, features(evaluator, to_float(data.images[other]))):.2f} |")
-    cond = data.labels[picked].numpy()  # [N, 24]
-    for model in args.models:
-        backend = open_backend(model, "onnx" if model.suffix == ".onnx" else "torch")
-        z_dim = int(backend.metadata["z_dim"])
-        fake = torch.from_numpy(backend.run(make_noise(len(cond), z_dim, 0), cond))  # [N, 3, 64, 64]
-        print(f"| {model} | {frechet_distance(real, features(evaluator, fake)):.2f} |")
+    backends: dict[str, Backend] = {str(m): open_backend(m, "onnx" if m.suffix == ".onnx" else "torch") for m in args.models}
+    print("| images | real halves | floor | real: unnamed p | " + " | ".join(f"{m}: Fréchet (x floor) | unnamed p" for m in backends) + " |")
+    print("|---" * (4 + 2 * len(backends)) + "|")
+    for name, (ref, other) in split_rows(data, held_out_images(data, evaluator)).items():
+        ref_features = pooled_features(evaluator, to_float(data.images[torch.as_tensor(np.sort(ref))]))
+        real = to_float(data.images[torch.as_tensor(np.sort(other))])  # [M, 3, H, W]
+        labels = data.labels[torch.as_tensor(np.sort(other))].numpy()  # [M, C]
+        floor = frechet_distance(ref_features, pooled_features(evaluator, real))
+        cells = [name, f"{len(ref)} + {len(other)}", f"{floor:.1f}", f"{unnamed_probability(evaluator, real, labels):.3f}"]
+        for backend in backends.values():
+            fake = torch.from_numpy(backend.run(make_noise(len(labels), int(backend.metadata["z_dim"]), 1), labels))
+            distance = frechet_distance(ref_features, pooled_features(evaluator, fake))
+            cells += [f"{distance:.1f} ({distance / floor:.2f}x)", f"{unnamed_probability(evaluator, fake, labels):.3f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

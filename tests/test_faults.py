@@ -158,13 +158,12 @@ def test_generate_onto_a_real_full_file_system_is_one_line_and_leaves_only_whole
 
 
 def test_resume_reads_run_state_onto_the_cpu_so_rng_states_restore_on_any_device(data_root, random_evaluator, tmp_path):
-    from training.loop import _set_rng_state
-    from training.run_folder import load_last
+    from training.run_folder import load_last, set_rng_state
 
     out = tmp_path / "run"
     train(_config(), _options(data_root, random_evaluator, out, epochs=2 / 6))
     saved = load_last(out, report=print)
     assert saved["rng"]["torch"].device.type == "cpu" and saved["rng"]["noise"].device.type == "cpu"
     noise_gen = torch.Generator()
-    _set_rng_state({k: v for k, v in saved["rng"].items()}, noise_gen)
+    set_rng_state({k: v for k, v in saved["rng"].items()}, noise_gen)
     assert torch.equal(noise_gen.get_state(), saved["rng"]["noise"])

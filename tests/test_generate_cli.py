@@ -147,6 +147,15 @@ def test_a_second_cycle_without_an_epochs_budget_fails_cleanly_before_training(t
     assert not (tmp_path / "run").exists()
 
 
+def test_branch_from_together_with_init_from_fails_cleanly_before_training(tmp_path):
+    code, text = _cli("train", "--epochs", 1, "--branch-from", tmp_path / "a.pt", "--init-from", tmp_path / "b.pt",
+                      "--out", tmp_path / "run")
+    _assert_clean_failure(code, text, "give one")
+    code, text = _cli("train", "--epochs", 1, "--branch-from", tmp_path / "missing.pt", "--out", tmp_path / "run2",
+                      "--set", "guide_weight=0")
+    _assert_clean_failure(code, text, "does not exist")
+
+
 def test_export_command_reports_each_format(exported_best, tmp_path):
     code, text = _cli("export", "--checkpoint", exported_best / "generator.pt", "--format", "onnx", "--out", tmp_path)
     assert code == 0, text

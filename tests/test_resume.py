@@ -1,5 +1,5 @@
 """Resuming a run: what must match, what may change (scoring seeds, evaluator) and re-scores best.pt, a run killed
-mid-way, and a finished run scored again."""
+mid-way, a finished run scored again, and a run branched from another's snapshot."""
 
 import hashlib
 import json
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from cgan_export.checkpoint import load_generator
-from cgan_export.errors import CganError
+from cgan_export.errors import CganError, ModelFileError
 from cgan_export.evaluator import build_classifier, evaluator_checkpoint
 from training.loop import RunOptions, train
 from training.presets import get_preset
@@ -77,6 +77,54 @@ def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, 
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]
     assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16] != \
         hashlib.sha256(random_evaluator.read_bytes()).hexdigest()[:16]
+
+
+def test_resuming_a_guided_run_replays_the_uninterrupted_run(data_root, random_evaluator, tmp_path):
+    # opening the guide builds a network (torch's RNG): the saved RNG states must be restored after it
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    straight = RunOptions(device="cpu", out=tmp_path / "straight", data=data_root, evaluator=random_evaluator,
+                          epochs=5 / 6, show_progress=False)
+    train(config, straight)
+    parts = replace(straight, out=tmp_path / "parts", epochs=2 / 6)
+    train(config, parts)
+    train(config, replace(parts, resume=True, epochs=5 / 6))
+    a, b = _last_weights(tmp_path / "straight"), _last_weights(tmp_path / "parts")
+    for key, value in a.items():
+        assert torch.equal(value, b[key]) if key != "step" else value == b[key] == 5, key
+
+
+def test_a_branch_from_a_snapshot_replays_the_run_it_came_from(data_root, random_evaluator, tmp_path):
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    straight = RunOptions(device="cpu", out=tmp_path / "straight", data=data_root, evaluator=random_evaluator,
+                          epochs=5 / 6, snapshot_every=2, show_progress=False)
+    train(config, straight)
+    snapshots = sorted(p.name for p in (tmp_path / "straight" / "snapshots").iterdir())
+    assert snapshots == ["step0000002.pt", "step0000004.pt"]
+    branch = replace(straight, out=tmp_path / "branch", snapshot_every=0,
+                     branch_from=tmp_path / "straight" / "snapshots" / "step0000002.pt")
+    assert train(config, branch)["step"] == 5
+    a, b = _last_weights(tmp_path / "straight"), _last_weights(tmp_path / "branch")
+    for key, value in a.items():  # the same steps 3-5 from the same state: the same weights, bit for bit
+        assert key == "step" or torch.equal(value, b[key]), key
+    steps = [json.loads(line)["step"] for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 5]  # the source's records up to the snapshot, then its own
+    record = load_generator(tmp_path / "branch" / "best.pt")[1]["training"]
+    assert record["branched_from"]["step"] == 2 and record["step"] in (4, 5)  # best.pt is picked among its own steps
+    assert not (tmp_path / "branch" / "snapshots").exists()
+
+
+def test_a_branch_refuses_a_used_folder_a_foreign_file_and_another_config(data_root, random_evaluator, tmp_path):
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=0.0, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+                         snapshot_every=2, show_progress=False)
+    train(config, options)
+    snapshot = tmp_path / "run" / "snapshots" / "step0000002.pt"
+    with pytest.raises(CganError, match="already holds a run"):
+        train(config, replace(options, branch_from=snapshot))
+    with pytest.raises(ModelFileError, match="not a run checkpoint"):
+        train(config, replace(options, out=tmp_path / "b1", branch_from=tmp_path / "run" / "best.pt"))
+    with pytest.raises(CganError, match="--branch-from: .* another config .*lr_g"):
+        train(replace(config, lr_g=1e-3), replace(options, out=tmp_path / "b2", branch_from=snapshot))
 
 
 def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:

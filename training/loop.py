@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import signal
 import threading
 import time
@@ -36,7 +37,8 @@ from .options import RunOptions, budget_steps, torch_device
 from .presets import TrainConfig, check_resume_config
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
-from .run_folder import PREVIOUS, RunFolderLock, load_last, save_last
+from .run_folder import (PREVIOUS, RunFolderLock, load_last, read_run_checkpoint, rng_state, save_atomic, save_last,
+                         save_snapshot, set_rng_state)
 from .scoring import InfoScorer, RunScorer, selection_rule
 from .steps import d_step, epoch_order, g_step, lr_factor
 
@@ -55,6 +57,7 @@ class RunState:
     evaluator: str = ""  # sha256 prefix of the evaluator that scored the run
     selection_rule: str = ""  # the rule best.pt was picked by
     init_from: dict | None = None  # where a fine-tune's weights came from, back to a fresh start
+    branched_from: dict | None = None  # the snapshot of another run this one carried on from (path, step)
     guide: dict | None = None  # the guide classifier's path, hash and accuracy
     extra: dict = field(default_factory=dict)  # keys of older runs this version does not know
 
@@ -105,6 +108,7 @@ class Run:
                        RunScorer(evaluator, self.data, config.eval_seeds))
         self.state = RunState(evaluator=evaluator.info["sha256"][:16], selection_rule=self.rule)
         self.running: dict[str, torch.Tensor] = {}  # running means of the losses (on the device: no sync per step)
+        self.saved_rng: tuple[dict, int] | None = None  # RNG states (and step) of the checkpoint a run carries on from
 
     # -- phase 1: open ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -116,6 +120,8 @@ class Run:
             self.console.print(f"--resume: {self.out} holds no run yet; starting a new one")
         if self.options.resume and has_run:
             self._resume()
+        elif self.options.branch_from is not None:
+            self._branch(Path(self.options.branch_from), has_run)
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
         if self.parallel.main and self.scorer.note:
@@ -127,18 +133,44 @@ class Run:
                                 self.parallel)
         if self.compiled:
             self.models.compile()
+        if self.saved_rng is not None:  # last: building the guide or rescoring best.pt draws from torch's RNG
+            self._restore_rng(*self.saved_rng)
+
+    def _restore_rng(self, saved: dict, step: int) -> None:
+        set_rng_state(saved, self.noise_gen)
+        if self.parallel.rank:  # rank 0's generator state was saved; the others get their own stream back
+            self.noise_gen.manual_seed(self.config.seed + 1 + self.parallel.rank + 7919 * step)
+
+    def _load_run(self, saved: dict, source: str) -> RunState:
+        """Weights and optimizer moments of a run checkpoint (``source`` names it in errors; its RNG states are
+        restored at the end of :meth:`open`); its state."""
+        try:
+            check_resume_config(saved["config"], self.config, self.out, source)
+            self.models.load(saved["models"])
+        except (KeyError, TypeError) as exc:
+            raise ModelFileError(f"{source.format(out=self.out)} is not a run checkpoint ({exc})") from None
+        self.saved_rng = (saved["rng"], saved["state"]["step"])
+        return RunState.from_dict(saved["state"])
+
+    def _branch(self, path: Path, has_run: bool) -> None:
+        """Carry on from a snapshot of another run as that run would have (step, weights, moments, RNG), under
+        this run's budget options; its metrics up to the snapshot come along, best.pt is picked anew."""
+        if has_run:
+            raise CganError(f"--branch-from: {self.out} already holds a run; choose a new --out, or add --resume")
+        saved = read_run_checkpoint(path)
+        state = self._load_run(saved, f"--branch-from: {path}")
+        source = path.parent.parent / "metrics.jsonl"  # RUN/snapshots/stepN.pt -> RUN/metrics.jsonl
+        if self.parallel.main and source.is_file():
+            with atomic_path(self.out / "metrics.jsonl") as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(source) if r.get("step", 0) <= state.step))
+        state.best_score, state.evaluator, state.selection_rule = -1.0, self.state.evaluator, self.rule
+        state.branched_from = {"path": str(path), "step": state.step}
+        self.console.print(f"branched from {path} at step {state.step} ({state.elapsed / 60:.1f} min trained)")
+        self.state = state
 
     def _resume(self) -> None:
         saved = load_last(self.out, self._report_fallback)  # on the CPU: RNG states must stay there
-        try:
-            check_resume_config(saved["config"], self.config, self.out)
-            self.models.load(saved["models"])
-        except (KeyError, TypeError) as exc:
-            raise ModelFileError(f"--resume: {self.last_path} is not a run checkpoint ({exc})") from None
-        _set_rng_state(saved["rng"], self.noise_gen)
-        if self.parallel.rank:  # rank 0's generator state was saved; the others get their own stream back
-            self.noise_gen.manual_seed(self.config.seed + 1 + self.parallel.rank + 7919 * saved["state"]["step"])
-        old = RunState.from_dict(saved["state"])
+        old = self._load_run(saved, "--resume: {out}/last.pt")
         self.console.print(f"resumed {self.out} at step {old.step} ({old.elapsed / 60:.1f} min trained)")
         why = ("the evaluator changed" if old.evaluator != self.state.evaluator
                else "the selection rule changed" if old.selection_rule != self.rule
@@ -181,6 +213,9 @@ class Run:
                 if state.step % config.eval_every == 0 and self.parallel.main:
                     state.elapsed = start_elapsed + time.time() - t0
                     self.evaluate_and_save()
+                if self.options.snapshot_every and state.step % self.options.snapshot_every == 0 and self.parallel.main:
+                    state.elapsed = start_elapsed + time.time() - t0  # after the evaluation: the state last.pt has
+                    save_snapshot(self.out, self.run_state())
         if self.stop_signal is not None:  # preempted: keep the progress, skip the scoring
             if self.parallel.main:
                 self.save_last()
@@ -244,9 +279,9 @@ class Run:
         checkpoint = generator_checkpoint(_cpu_copy(g), self.vocabulary, metrics, self.training_record())
         if metrics["selection"] > state.best_score:
             state.best_score = metrics["selection"]
-            _save(out / "best.pt", checkpoint)
+            save_atomic(out / "best.pt", checkpoint)
         self.save_last()  # the state to resume from first; then the exportable copy of the latest generator
-        _save(out / "last-generator.pt", checkpoint)
+        save_atomic(out / "last-generator.pt", checkpoint)
         accs = " ".join(f"{k} {v['mean']:.3f}±{v['std']:.3f}" for k, v in metrics.items() if isinstance(v, dict) and "mean" in v)
         card = metrics.get("scorecard") or {}
         shown = (("diversity", ".3f"), ("layout_diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
@@ -266,10 +301,14 @@ class Run:
         """The running means of the loss terms, as numbers."""
         return {k: float(v) for k, v in self.running.items()}
 
+    def run_state(self) -> dict:
+        """Everything needed to resume: config, weights and optimizer moments, RNG, state."""
+        return {"config": self.config.to_dict(), "models": self.models.state(), "rng": rng_state(self.noise_gen),
+                "state": asdict(self.state)}
+
     def save_last(self) -> None:
-        """Everything needed to resume, in ``last.pt`` (the one it replaces is kept as ``last-previous.pt``)."""
-        save_last(self.out, {"config": self.config.to_dict(), "models": self.models.state(), "rng": _rng_state(self.noise_gen),
-                             "state": asdict(self.state)})
+        """The run's state in ``last.pt`` (the one it replaces is kept as ``last-previous.pt``)."""
+        save_last(self.out, self.run_state())
 
     def training_record(self) -> dict:
         """What a checkpoint says about how it was trained."""
@@ -277,7 +316,8 @@ class Run:
         record = {"preset": self.config.preset, "config": self.config.to_dict(), "step": s.step,
                   "images_seen": s.images_seen, "minutes": round(s.elapsed / 60, 2), "selection_rule": self.rule,
                   "evaluator": self.scorer.evaluator.info.get("metrics", {})}
-        record.update({k: v for k, v in (("init_from", s.init_from), ("guide", s.guide)) if v is not None})
+        record.update({k: v for k, v in (("init_from", s.init_from), ("branched_from", s.branched_from), ("guide", s.guide))
+                       if v is not None})
         return record
 
     def close(self) -> None:
@@ -329,26 +369,6 @@ def _stop_on_signals(run: Run):
 
 def _jsonable(options: RunOptions) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-
-
-def _rng_state(noise_gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "noise": noise_gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, noise_gen: torch.Generator) -> None:
-    """Restore RNG states (CPU ByteTensors: a checkpoint read onto the GPU would break these calls)."""
-    torch.set_rng_state(state["torch"].cpu())
-    noise_gen.set_state(state["noise"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def _budget_spent(state: RunState, max_steps: int | None, minutes: float | None) -> float:

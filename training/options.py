@@ -25,6 +25,8 @@ class RunOptions:
     cycle_anneal: float = 0.0  # ... falling linearly to 0 over the cycle's last ``cycle_anneal`` epochs
     resume: bool = False  # continue the run in ``out`` from its last.pt
     init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
+    snapshot_every: int = 0  # every this many iterations, a resumable copy of the run in OUT/snapshots/ (0: none)
+    branch_from: Path | None = None  # a snapshot of another run: carry on from it (step, weights, RNG) in ``out``
     guide: Path | None = None  # a guide classifier file (training/guide.py), used when config.guide_weight > 0
     device: str = "auto"  # auto | cpu | cuda
     compile: bool | None = None  # torch.compile G and D; None: on CUDA only

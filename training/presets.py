@@ -152,8 +152,9 @@ SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
 
-def check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
-    """Refuse to resume a run under another config than the one it was trained with (scoring fields aside)."""
+def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str = "--resume: {out}/last.pt") -> None:
+    """Refuse to resume a run (or branch from its snapshot: ``source`` names it) under another config than the one
+    it was trained with (scoring fields aside)."""
     wanted = {k: v for k, v in config.to_dict().items() if k not in SCORING_FIELDS}
     saved = {k: v for k, v in saved.items()
              if k not in SCORING_FIELDS and not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
@@ -164,4 +165,4 @@ def check_resume_config(saved: dict, config: TrainConfig, out: Path) -> None:
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if diff:
         details = ", ".join(f"{k}: run has {saved.get(k)!r}, asked {wanted.get(k)!r}" for k in diff)
-        raise CganError(f"--resume: {out / 'last.pt'} was trained with another config ({details})")
+        raise CganError(f"{source.format(out=out)} was trained with another config ({details})")

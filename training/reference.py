@@ -34,6 +34,16 @@ def _spread(items: list, limit: int | None) -> list:
     return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
 
 
+def held_out_images(data: ICLEVRData, evaluator: Evaluator, seed: int = 0) -> np.ndarray:
+    """Indices of the images of the scenes the evaluator held out of its training, shuffled by ``seed`` (a folder
+    too small for that split: all its images, which the evaluator may have seen)."""
+    config = {**asdict(EvaluatorConfig()), **evaluator.info.get("config", {})}
+    _, held = scene_split(data.files, config["holdout_fraction"], config["seed"])
+    if len(held) < 2 * MIN_FEATURE_IMAGES:
+        held = np.arange(len(data))
+    return np.random.default_rng(seed).permutation(held)
+
+
 def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, max_sets: int | None = None,
                     feature_images: int = FEATURE_IMAGES, min_set_images: int = MIN_SET_IMAGES, seed: int = 0) -> RealReference:
     """The real reference of ``data``: object sets with at least ``min_set_images`` images (at most ``per_set``
@@ -45,11 +55,7 @@ def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, m
         raise DatasetError(f"no object set has {min_set_images} images in {data.root}: too few for the diversity figure")
     set_images = tuple(to_float(data.images[torch.as_tensor(g[:per_set])]).numpy() for g in sets)  # [n_s, 3, H, W] each
     set_conditions = np.stack([data.labels[g[0]].numpy() for g in sets])  # [S, C]
-    config = {**asdict(EvaluatorConfig()), **evaluator.info.get("config", {})}
-    _, held = scene_split(data.files, config["holdout_fraction"], config["seed"])
-    if len(held) < 2 * MIN_FEATURE_IMAGES:  # a small folder: any real images (the evaluator may have seen them)
-        held = np.arange(len(data))
-    held = np.random.default_rng(seed).permutation(held)
+    held = held_out_images(data, evaluator, seed)
     size = min(feature_images, len(held) // 2)
     if size < MIN_FEATURE_IMAGES:
         raise DatasetError(f"{data.root} holds {len(data)} images: too few for the Fréchet distance")

@@ -15,6 +15,7 @@ from cgan_export.io import atomic_path
 
 LOCK_FILE = ".lock"
 LAST, PREVIOUS = "last.pt", "last-previous.pt"
+SNAPSHOTS = "snapshots"  # resumable copies of the run, one per --snapshot-every iterations: snapshots/step0095000.pt
 
 
 class RunFolderLock:
@@ -69,6 +70,23 @@ def save_last(out: Path, state: dict) -> None:
             os.replace(out / LAST, out / PREVIOUS)
 
 
+def save_snapshot(out: Path, state: dict) -> Path:
+    """Write the run's state as ``snapshots/stepNNNNNNN.pt`` (atomically) and return its path."""
+    path = Path(out) / SNAPSHOTS / f"step{state['state']['step']:07d}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic(path, state)
+    return path
+
+
+def read_run_checkpoint(path: Path) -> dict:
+    """A run checkpoint (``last.pt`` or a snapshot): config, models, RNG and state; anything else is one
+    :class:`ModelFileError`."""
+    saved, _ = read_checkpoint(path, "run checkpoint")
+    if not isinstance(saved, dict) or not {"config", "models", "rng", "state"} <= set(saved):
+        raise ModelFileError(f"{path} is not a run checkpoint")
+    return saved
+
+
 def load_last(out: Path, report) -> dict:
     """The newest readable run checkpoint: ``last.pt``, else ``last-previous.pt`` (``report`` says what was lost).
     Nothing readable is one :class:`ModelFileError` naming the files."""
@@ -76,9 +94,7 @@ def load_last(out: Path, report) -> dict:
     problems = []
     for name in (LAST, PREVIOUS):
         try:
-            saved, _ = read_checkpoint(out / name, "run checkpoint")
-            if not isinstance(saved, dict) or not {"config", "models", "rng", "state"} <= set(saved):
-                raise ModelFileError(f"{out / name} is not a run checkpoint")
+            saved = read_run_checkpoint(out / name)
         except ModelFileError as exc:
             problems.append(str(exc))
             continue
@@ -86,3 +102,25 @@ def load_last(out: Path, report) -> dict:
             report(f"{problems[0]}; resuming from {name} (step {saved['state']['step']})")
         return saved
     raise ModelFileError(f"--resume: no readable checkpoint in {out}: " + "; ".join(problems))
+
+
+def rng_state(noise_gen: torch.Generator) -> dict:
+    """The RNG states a resume restores: torch's global one (CUDA's too, where present) and the noise generator's."""
+    state = {"torch": torch.get_rng_state(), "noise": noise_gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, noise_gen: torch.Generator) -> None:
+    """Restore RNG states (CPU ByteTensors: a checkpoint read onto the GPU would break these calls)."""
+    torch.set_rng_state(state["torch"].cpu())
+    noise_gen.set_state(state["noise"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def save_atomic(path: Path, obj: dict) -> None:
+    """``torch.save`` through a temporary file and a rename: a reader never sees half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
