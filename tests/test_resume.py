@@ -125,6 +125,7 @@ def test_a_branch_refuses_a_used_folder_a_foreign_file_and_another_config(data_r
         train(config, replace(options, out=tmp_path / "b1", branch_from=tmp_path / "run" / "best.pt"))
     with pytest.raises(CganError, match="--branch-from: .* another config .*lr_g"):
         train(replace(config, lr_g=1e-3), replace(options, out=tmp_path / "b2", branch_from=snapshot))
+    assert not (tmp_path / "b1").exists() and not (tmp_path / "b2").exists()  # refused before the folder was made
 
 
 def _train_cmd(out: Path, data_root: Path, evaluator: Path, epochs: float, resume: bool = False) -> list[str]:

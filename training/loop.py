@@ -113,15 +113,16 @@ class Run:
     # -- phase 1: open ------------------------------------------------------------------------------
     def open(self) -> None:
         """Resume, fine-tune or start fresh; write ``config.json``; open the guide; compile on request."""
+        has_run = self.last_path.exists() or (self.out / PREVIOUS).exists()
+        branch = self._branch_source(has_run)  # loaded before the folder is made: a bad snapshot leaves nothing
         if self.parallel.main:
             self.lock.acquire()  # before anything is written: one run per folder
-        has_run = self.last_path.exists() or (self.out / PREVIOUS).exists()
         if self.options.resume and not has_run:
             self.console.print(f"--resume: {self.out} holds no run yet; starting a new one")
         if self.options.resume and has_run:
             self._resume()
-        elif self.options.branch_from is not None:
-            self._branch(Path(self.options.branch_from), has_run)
+        elif branch is not None:
+            self._branch(Path(self.options.branch_from), branch)
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
         if self.parallel.main and self.scorer.note:
@@ -152,13 +153,18 @@ class Run:
         self.saved_rng = (saved["rng"], saved["state"]["step"])
         return RunState.from_dict(saved["state"])
 
-    def _branch(self, path: Path, has_run: bool) -> None:
-        """Carry on from a snapshot of another run as that run would have (step, weights, moments, RNG), under
-        this run's budget options; its metrics up to the snapshot come along, best.pt is picked anew."""
+    def _branch_source(self, has_run: bool) -> RunState | None:
+        """Load the snapshot ``--branch-from`` names (checked against this run's config); its state. None: no branch,
+        or ``--resume`` of a branch already started."""
+        if self.options.branch_from is None or (self.options.resume and has_run):
+            return None
         if has_run:
             raise CganError(f"--branch-from: {self.out} already holds a run; choose a new --out, or add --resume")
-        saved = read_run_checkpoint(path)
-        state = self._load_run(saved, f"--branch-from: {path}")
+        return self._load_run(read_run_checkpoint(Path(self.options.branch_from)), f"--branch-from: {self.options.branch_from}")
+
+    def _branch(self, path: Path, state: RunState) -> None:
+        """Carry on from a snapshot of another run as that run would have (step, weights, moments, RNG), under
+        this run's budget options; its metrics up to the snapshot come along, best.pt is picked anew."""
         source = path.parent.parent / "metrics.jsonl"  # RUN/snapshots/stepN.pt -> RUN/metrics.jsonl
         if self.parallel.main and source.is_file():
             with atomic_path(self.out / "metrics.jsonl") as tmp:
