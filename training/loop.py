@@ -216,12 +216,14 @@ class Run:
                 if state.step % 50 == 0:  # reading the losses syncs with the device: not every step
                     info = " ".join(f"{k} {v:.3f}" for k, v in self.losses().items()) + f" acc {state.last_score:.3f}"
                     progress.update(task, completed=state.step, info=info)
-                if state.step % config.eval_every == 0 and self.parallel.main:
+                evaluate = state.step % config.eval_every == 0
+                snapshot = self.options.snapshot_every and state.step % self.options.snapshot_every == 0
+                if (evaluate or snapshot) and self.parallel.main:
                     state.elapsed = start_elapsed + time.time() - t0
-                    self.evaluate_and_save()
-                if self.options.snapshot_every and state.step % self.options.snapshot_every == 0 and self.parallel.main:
-                    state.elapsed = start_elapsed + time.time() - t0  # after the evaluation: the state last.pt has
-                    save_snapshot(self.out, self.run_state())
+                    if evaluate:
+                        self.evaluate_and_save()
+                    if snapshot:  # after the evaluation: the state last.pt has
+                        save_snapshot(self.out, self.run_state())
         if self.stop_signal is not None:  # preempted: keep the progress, skip the scoring
             if self.parallel.main:
                 self.save_last()
