@@ -8,8 +8,10 @@ together, and a generator trained on all of them looks closer to them than it is
 the images of 1, 2 and 3 objects alone: two disjoint real halves give the floor, and the generator draws
 for the second half's conditions (noise seed 1, as the scorecard).  Each row also gives the evaluator's mean
 probability for the objects the condition does not name, summed per image: the confusion a generated
-object leaves (a cube drawn half like a cylinder), against the real images'.  The per-count halves are
-small (300 images on i-CLEVR), so their floors are larger than the 900-image floor; read the ratios.
+object leaves (a cube drawn half like a cylinder), against the real images', and the spread (std, in
+pixels) of the horizontal centre of each image's coloured pixels: where the objects sit (i-CLEVR's single
+objects always sit at the centre: a real spread of 0.1 px).  The per-count halves are small (300 images on
+i-CLEVR), so their floors are larger than the 900-image floor; read the ratios.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cgan_export.contract import make_noise
 from cgan_export.evaluator import Evaluator, load_evaluator
 from cgan_export.paths import EXPORTED_DIR
 from cgan_export.runtime import Backend, open_backend
-from cgan_export.scorecard import frechet_distance, pooled_features
+from cgan_export.scorecard import colour_map, frechet_distance, pooled_features
 from training.data import ICLEVRData, load_dataset, resolve_data_root, to_float
 from training.reference import FEATURE_IMAGES, held_out_images
 
@@ -35,6 +37,16 @@ from training.reference import FEATURE_IMAGES, held_out_images
 def unnamed_probability(evaluator: Evaluator, images: torch.Tensor, labels: np.ndarray) -> float:
     """Mean over images [N, 3, H, W] of the summed sigmoid outputs for the classes ``labels`` [N, C] do not name."""
     return float((evaluator.scores(images).numpy() * (labels < 0.5)).sum(1).mean())
+
+
+def centre_spread(images: torch.Tensor, threshold: float = 0.25) -> float:
+    """Std over images [N, 3, H, W] of the mean column of the pixels whose saturation exceeds ``threshold``
+    (images without such pixels, e.g. of one gray object, left out)."""
+    coloured = torch.from_numpy(colour_map(images.numpy()))[:, 0] > threshold  # [N, H, W]
+    columns = torch.arange(images.shape[-1], dtype=torch.float64)
+    weight = coloured.sum((1, 2))  # [N]
+    keep = weight > 0
+    return float(((coloured.sum(1) * columns).sum(1)[keep] / weight[keep]).std())
 
 
 def split_rows(data: ICLEVRData, held: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -57,18 +69,20 @@ def main() -> None:
     evaluator = load_evaluator(args.evaluator)
     data = load_dataset(args.data)
     backends: dict[str, Backend] = {str(m): open_backend(m, "onnx" if m.suffix == ".onnx" else "torch") for m in args.models}
-    print("| images | real halves | floor | real: unnamed p | " + " | ".join(f"{m}: Fréchet (x floor) | unnamed p" for m in backends) + " |")
-    print("|---" * (4 + 2 * len(backends)) + "|")
+    print("| images | real halves | floor | real: unnamed p | x spread | " + " | ".join(f"{m}: Fréchet (x floor) | unnamed p | x spread" for m in backends) + " |")
+    print("|---" * (5 + 3 * len(backends)) + "|")
     for name, (ref, other) in split_rows(data, held_out_images(data, evaluator)).items():
         ref_features = pooled_features(evaluator, to_float(data.images[torch.as_tensor(np.sort(ref))]))
         real = to_float(data.images[torch.as_tensor(np.sort(other))])  # [M, 3, H, W]
         labels = data.labels[torch.as_tensor(np.sort(other))].numpy()  # [M, C]
         floor = frechet_distance(ref_features, pooled_features(evaluator, real))
-        cells = [name, f"{len(ref)} + {len(other)}", f"{floor:.1f}", f"{unnamed_probability(evaluator, real, labels):.3f}"]
+        cells = [name, f"{len(ref)} + {len(other)}", f"{floor:.1f}", f"{unnamed_probability(evaluator, real, labels):.3f}",
+                 f"{centre_spread(real):.1f}"]
         for backend in backends.values():
             fake = torch.from_numpy(backend.run(make_noise(len(labels), int(backend.metadata["z_dim"]), 1), labels))
             distance = frechet_distance(ref_features, pooled_features(evaluator, fake))
-            cells += [f"{distance:.1f} ({distance / floor:.2f}x)", f"{unnamed_probability(evaluator, fake, labels):.3f}"]
+            cells += [f"{distance:.1f} ({distance / floor:.2f}x)", f"{unnamed_probability(evaluator, fake, labels):.3f}",
+                      f"{centre_spread(fake):.1f}"]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 

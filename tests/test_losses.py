@@ -43,6 +43,17 @@ def test_capped_mode_seeking_stops_pushing_pairs_that_already_differ_like_real_i
     assert images.grad[0].abs().sum() > 0  # the near-collapsed pair is pushed apart
 
 
+def test_mode_seeking_caps_each_pair_by_its_own_target():
+    noise = torch.cat([torch.zeros(2, 4), torch.ones(2, 4)])
+    images = torch.cat([torch.zeros(2, 3, 8, 8), torch.tensor([0.02, 0.5]).view(2, 1, 1, 1).expand(2, 3, 8, 8)])
+    images.requires_grad_(True)
+    term = losses.mode_seeking(images, noise, target=torch.tensor([0.01, 0.6]))  # pair 1 beyond its cap, pair 2 below
+    assert term.item() == pytest.approx((1 / (0.01 + 1e-5) + 1 / (0.5 + 1e-5)) / 2)
+    term.backward()
+    assert images.grad[0].abs().sum() == 0 and images.grad[2].abs().sum() == 0  # pair 1: no push past 0.01
+    assert images.grad[1].abs().sum() > 0  # pair 2 is still pushed apart
+
+
 def test_gradient_penalty_of_a_linear_critic():
     w = torch.randn(1, 3, 4, 4)
     critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere

@@ -197,6 +197,15 @@ def test_mode_seeking_training_draws_each_condition_twice(data_root, random_eval
     assert record["losses"]["g_ms"] > 0
 
 
+def test_mode_seeking_caps_by_object_count_are_recorded_and_train(data_root, random_evaluator, tmp_path):
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_real_share=0.5, **TINY["best"])
+    out = tmp_path / "run"
+    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    caps = json.loads((out / "config.json").read_text())["mode_seeking_caps"]
+    assert len(caps) == 4 and all(0 < c <= config.mode_seeking_target for c in caps)  # counts 0-3, none above the target
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["losses"]["g_ms"] > 0
+
+
 def _ddp_worker(rank: int, world: int, port: int, data_root: str, evaluator: str, out: str, result_dir: str) -> None:
     import torch.distributed as dist
 

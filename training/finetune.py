@@ -22,7 +22,7 @@ from .options import RunOptions
 from .presets import TrainConfig
 
 if TYPE_CHECKING:
-    from .loop import RunState
+    from .carry_on import RunState
 
 GUIDE_FILE = "guide.pt"  # a guide trained in-run, in the run folder
 

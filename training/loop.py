@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,54 +21,31 @@ import torch.nn as nn
 from rich.console import Console
 
 from cgan_export.checkpoint import generator_checkpoint
-from cgan_export.contract import make_noise
-from cgan_export.errors import CganError, ModelFileError
-from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
-from cgan_export.io import atomic_path, write_json
 from cgan_export.codes import CodeVocabulary
+from cgan_export.contract import make_noise
+from cgan_export.errors import CganError
+from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
+from cgan_export.io import write_json
 
+from .carry_on import CarryOn, RunState
 from .conditions import colour_groups, image_weights, mix_conditions, sample_codes
 from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
 from .models import Models, channels_last_for
 from .options import RunOptions, budget_steps, torch_device
-from .presets import TrainConfig, check_resume_config
+from .pair_distances import mode_seeking_caps
+from .presets import TrainConfig
 from .progress import make_progress
-from .report import append_jsonl, plot_curves, read_jsonl, save_sample_grid
-from .run_folder import (PREVIOUS, RunFolderLock, load_last, read_run_checkpoint, rng_state, save_atomic, save_last,
-                         save_snapshot, set_rng_state)
+from .report import append_jsonl, plot_curves, save_sample_grid
+from .run_folder import PREVIOUS, RunFolderLock, rng_state, save_atomic, save_last, save_snapshot
 from .scoring import InfoScorer, RunScorer, selection_rule
 from .steps import d_step, epoch_order, g_step, lr_factor
 
 __all__ = ["RunOptions", "RunState", "train"]
 
 
-@dataclass
-class RunState:
-    """What a run has done so far; saved in ``last.pt`` and in every checkpoint's ``training`` record."""
-
-    step: int = 0  # iterations done
-    elapsed: float = 0.0  # training seconds over all resumes
-    images_seen: int = 0  # real images D has seen
-    best_score: float = -1.0  # the selection value of best.pt
-    last_score: float = 0.0  # the mean lab accuracy at the last evaluation
-    evaluator: str = ""  # sha256 prefix of the evaluator that scored the run
-    selection_rule: str = ""  # the rule best.pt was picked by
-    init_from: dict | None = None  # where a fine-tune's weights came from, back to a fresh start
-    branched_from: dict | None = None  # the snapshot of another run this one carried on from (path, step)
-    guide: dict | None = None  # the guide classifier's path, hash and accuracy
-    extra: dict = field(default_factory=dict)  # keys of older runs this version does not know
-
-    @classmethod
-    def from_dict(cls, saved: dict) -> "RunState":
-        """A saved state (older runs may lack keys or carry others)."""
-        known = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in saved.items() if k in known},
-                   extra={k: v for k, v in saved.items() if k not in known})
-
-
-class Run:
+class Run(CarryOn):
     """One training run: its networks, data, scorer and state, and the phases it goes through."""
 
     def __init__(self, config: TrainConfig, options: RunOptions):
@@ -91,6 +67,7 @@ class Run:
                            else self.data.vocabulary)
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
         self.weights = image_weights(self.data.labels, self.groups, config.same_colour_weight)  # [N] or None
+        self.ms_caps = mode_seeking_caps(config, self.data)  # [max objects + 1] or None: one cap for all pairs
         torch.manual_seed(config.seed)
         self.compiled = bool(options.compile or (options.compile is None and self.device.type == "cuda"))
         self.channels_last = channels_last_for(config, self.compiled)  # [B, 3, H, W] batches in the weights' layout
@@ -128,71 +105,15 @@ class Run:
         if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
         if self.parallel.main:
+            caps = None if self.ms_caps is None else [round(c, 5) for c in self.ms_caps.tolist()]
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
-                                                  "selection_rule": self.rule})
+                                                  "selection_rule": self.rule, "mode_seeking_caps": caps})
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
                                 self.parallel)
         if self.compiled:
             self.models.compile()
         if self.saved_rng is not None:  # last: building the guide or rescoring best.pt draws from torch's RNG
             self._restore_rng(*self.saved_rng)
-
-    def _restore_rng(self, saved: dict, step: int) -> None:
-        set_rng_state(saved, self.noise_gen)
-        if self.parallel.rank:  # rank 0's generator state was saved; the others get their own stream back
-            self.noise_gen.manual_seed(self.config.seed + 1 + self.parallel.rank + 7919 * step)
-
-    def _load_run(self, saved: dict, source: str) -> RunState:
-        """Weights and optimizer moments of a run checkpoint (``source`` names it in errors; its RNG states are
-        restored at the end of :meth:`open`); its state."""
-        try:
-            check_resume_config(saved["config"], self.config, self.out, source)
-            self.models.load(saved["models"])
-        except (KeyError, TypeError) as exc:
-            raise ModelFileError(f"{source.format(out=self.out)} is not a run checkpoint ({exc})") from None
-        self.saved_rng = (saved["rng"], saved["state"]["step"])
-        return RunState.from_dict(saved["state"])
-
-    def _branch_source(self, has_run: bool) -> RunState | None:
-        """Load the snapshot ``--branch-from`` names (checked against this run's config); its state. None: no branch,
-        or ``--resume`` of a branch already started."""
-        if self.options.branch_from is None or (self.options.resume and has_run):
-            return None
-        if has_run:
-            raise CganError(f"--branch-from: {self.out} already holds a run; choose a new --out, or add --resume")
-        return self._load_run(read_run_checkpoint(Path(self.options.branch_from)), f"--branch-from: {self.options.branch_from}")
-
-    def _branch(self, path: Path, state: RunState) -> None:
-        """Carry on from a snapshot of another run as that run would have (step, weights, moments, RNG), under
-        this run's budget options; its metrics up to the snapshot come along, best.pt is picked anew."""
-        source = path.parent.parent / "metrics.jsonl"  # RUN/snapshots/stepN.pt -> RUN/metrics.jsonl
-        if self.parallel.main and source.is_file():
-            with atomic_path(self.out / "metrics.jsonl") as tmp:
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(source) if r.get("step", 0) <= state.step))
-        state.best_score, state.evaluator, state.selection_rule = -1.0, self.state.evaluator, self.rule
-        state.branched_from = {"path": str(path), "step": state.step}
-        self.console.print(f"branched from {path} at step {state.step} ({state.elapsed / 60:.1f} min trained)")
-        self.state = state
-
-    def _resume(self) -> None:
-        saved = load_last(self.out, self._report_fallback)  # on the CPU: RNG states must stay there
-        old = self._load_run(saved, "--resume: {out}/last.pt")
-        self.console.print(f"resumed {self.out} at step {old.step} ({old.elapsed / 60:.1f} min trained)")
-        why = ("the evaluator changed" if old.evaluator != self.state.evaluator
-               else "the selection rule changed" if old.selection_rule != self.rule
-               else "the number of scoring seeds changed" if saved["config"].get("eval_seeds") != self.config.eval_seeds
-               else "")
-        if self.parallel.main and why:
-            old.best_score = self.scorer.rescore(self.out / "best.pt", self.device)
-            self.console.print(f"{why} since best.pt was picked: its selection value now is {old.best_score:.3f}")
-        old.evaluator, old.selection_rule = self.state.evaluator, self.rule
-        self.state = old
-
-    def _report_fallback(self, message: str) -> None:
-        reached = max((r["step"] for r in read_jsonl(self.out / "metrics.jsonl")), default=None) \
-            if (self.out / "metrics.jsonl").exists() else None
-        lost = f"; metrics.jsonl had reached step {reached}" if reached is not None else ""
-        self.console.print(f"warning: {message}{lost}")
 
     # -- phase 2: train -----------------------------------------------------------------------------
     def train(self) -> dict:
@@ -256,7 +177,7 @@ class Run:
         noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
         guide = self.guide if _budget_spent(state, main_steps, self.options.minutes) >= config.guide_start else None
         if state.step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
-            logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, guide))
+            logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, guide, self.ms_caps))
         models.broadcast_buffers()
         if state.step >= config.d_warmup_steps:  # no fresh EMA warm-up when fine-tuning
             models.update_ema(config.ema_decay, state.step + (state.init_from or {}).get("step", 0))

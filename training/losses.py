@@ -91,9 +91,10 @@ def auxiliary_loss(groups: tuple = (), categories: int = 0, info_weight: float =
     return lambda logits, labels: aux_group_ce(logits, labels, groups)
 
 
-def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float = 0.0, eps: float = 1e-5) -> torch.Tensor:
+def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float | torch.Tensor = 0.0,
+                 eps: float = 1e-5) -> torch.Tensor:
     """MSGAN's mode-seeking term, to minimise: mean over pairs of 1 / (|G(z1) - G(z2)| / |z1 - z2|) (mean abs
-    distances), each pair's ratio capped at ``target`` when it is > 0.
+    distances), each pair's ratio capped at ``target`` when it is > 0 (a tensor [h]: one cap per pair).
 
     The batch's two halves pair images drawn for the same conditions ([2h, ...] each); collapsed pairs (same
     image for different noise) make it large.  With the cap, a pair already as far apart as two real images
@@ -102,7 +103,9 @@ def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float = 0.0,
     h = images.shape[0] // 2
     ratio = ((images[:h] - images[h:2 * h]).abs().float().flatten(1).mean(1)
              / (noise[:h] - noise[h:2 * h]).abs().mean(1))  # [h]
-    if target > 0:
+    if isinstance(target, torch.Tensor):
+        ratio = torch.minimum(ratio, target.to(ratio))
+    elif target > 0:
         ratio = ratio.clamp(max=target)
     return (1.0 / (ratio + eps)).mean()
 

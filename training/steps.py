@@ -74,13 +74,14 @@ def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torc
 
 
 def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: torch.Tensor, step: int, autocast: dict,
-           guide: nn.Module | None = None) -> dict:
+           guide: nn.Module | None = None, ms_caps: torch.Tensor | None = None) -> dict:
     """One generator update: adversarial loss plus the (ramped) auxiliary classification loss, plus the frozen
     guide classifier's loss on the same (augmented) images when one is given (the loop gives it once the
     guide's share of the budget has come).
 
     With a mode-seeking weight the batch's second half repeats the first half's conditions, so each
-    condition is drawn twice with different noise.
+    condition is drawn twice with different noise; ``ms_caps`` [max objects + 1] caps each pair's ratio by
+    its number of objects (``training/pair_distances.py``), else ``mode_seeking_target`` caps them all.
     """
     g_loss_fn = losses.ADVERSARIAL[config.loss][1]
     half = len(labels) // 2
@@ -104,7 +105,9 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         loss = loss + weight * aux
         out["g_aux"] = aux.detach()
     if config.mode_seeking_weight > 0 and half:
-        ms = losses.mode_seeking(fake, noise, config.mode_seeking_target)
+        target = (config.mode_seeking_target if ms_caps is None else  # [half] caps by object count
+                  ms_caps.to(labels.device)[labels[:half].gt(0.5).sum(1).clamp(max=len(ms_caps) - 1)])
+        ms = losses.mode_seeking(fake, noise, target)
         loss = loss + config.mode_seeking_weight * ms
         out["g_ms"] = ms.detach()
     models.optimize(loss, models.g, models.opt_g)
