@@ -40,6 +40,8 @@ def test_caps_follow_the_real_share_up_to_the_preset_target(hand_made):
     assert caps.tolist() == pytest.approx([0.1, 0.5 * (2 / 127.5) / NOISE_DISTANCE, 0.5 * (20 / 127.5) / NOISE_DISTANCE])
     tight = mode_seeking_caps(get_preset("best", mode_seeking_target=0.01, mode_seeking_real_share=0.5), hand_made)
     assert tight.tolist() == pytest.approx([0.01, 0.5 * (2 / 127.5) / NOISE_DISTANCE, 0.01])  # the target caps the share
+    free = mode_seeking_caps(get_preset("best", mode_seeking_target=0.0, mode_seeking_real_share=0.5), hand_made)
+    assert free[0] == float("inf") and free[1] == pytest.approx(0.5 * (2 / 127.5) / NOISE_DISTANCE)  # no target: no cap
 
 
 def test_without_a_real_share_every_pair_keeps_the_one_target(hand_made):

@@ -105,7 +105,8 @@ class Run(CarryOn):
         if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
         if self.parallel.main:
-            caps = None if self.ms_caps is None else [round(c, 5) for c in self.ms_caps.tolist()]
+            caps = (None if self.ms_caps is None else  # JSON has no infinity: an uncapped count is null
+                    [round(c, 5) if c < float("inf") else None for c in self.ms_caps.tolist()])
             write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule, "mode_seeking_caps": caps})
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
