@@ -56,7 +56,14 @@ SHIPPED_DIVERSITY_FLOOR = 0.8
 SHIPPED_LAYOUT_FLOOR = 0.65
 
 
+def _data_found() -> bool:
+    from training.data import resolve_data_root
+
+    return resolve_data_root(None).is_dir()
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not _data_found(), reason="i-CLEVR data not at ../shared/iclevr nor at $CGAN_EXPORT_DATA")
 def test_shipped_onnx_keeps_its_diversity_on_a_few_object_sets():
     """Seconds: 8 object sets x 12 real images against as many generated ones (one noise each)."""
     from cgan_export import scorecard
