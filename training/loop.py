@@ -67,7 +67,6 @@ class Run(CarryOn):
                            else self.data.vocabulary)
         self.groups = colour_groups(self.data.vocabulary)  # [24] colour of each object
         self.weights = image_weights(self.data.labels, self.groups, config.same_colour_weight)  # [N] or None
-        self.ms_caps = mode_seeking_caps(config, self.data)  # [max objects + 1] or None: one cap for all pairs
         torch.manual_seed(config.seed)
         self.compiled = bool(options.compile or (options.compile is None and self.device.type == "cuda"))
         self.channels_last = channels_last_for(config, self.compiled)  # [B, 3, H, W] batches in the weights' layout
@@ -78,6 +77,8 @@ class Run(CarryOn):
         on_gpu = self.device.type == "cuda"  # the uint8 images live on the GPU: no host copies per step
         self.images = self.data.images.to(self.device) if on_gpu else self.data.images  # [N, 3, H, W] uint8
         self.labels = self.data.labels.to(self.device) if on_gpu else self.data.labels  # [N, 24]
+        caps = mode_seeking_caps(config, self.data)  # [max objects + 1] or None: one cap for all pairs
+        self.ms_caps = None if caps is None else caps.to(self.device)  # indexed per step where G's labels are
         evaluator.net.to(self.device)  # scoring runs where training runs
         self.rule = selection_rule(config)
         self.scorer = (None if not self.parallel.main else

@@ -106,7 +106,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
         out["g_aux"] = aux.detach()
     if config.mode_seeking_weight > 0 and half:
         target = (config.mode_seeking_target if ms_caps is None else  # [half] caps by object count
-                  ms_caps.to(labels.device)[labels[:half].gt(0.5).sum(1).clamp(max=len(ms_caps) - 1)])
+                  ms_caps[labels[:half].gt(0.5).sum(1).clamp(max=len(ms_caps) - 1)])
         ms = losses.mode_seeking(fake, noise, target)
         loss = loss + config.mode_seeking_weight * ms
         out["g_ms"] = ms.detach()
