@@ -169,8 +169,9 @@ def selection_score(accuracy: float, card: dict) -> float:
 
 
 def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
-    """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result)."""
-    files = sorted({f for result in accuracy.values() for f in result})
+    """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result); the
+    condition files keep the order they were evaluated in (test.json before new_test.json)."""
+    files = list(dict.fromkeys(f for result in accuracy.values() for f in result))
     lines = ["| model | " + " | ".join(files) + " | diversity (real 1.0) | layout diversity | Fréchet distance "
              "(x real floor) | precision | recall |", "|---" * (len(files) + 6) + "|"]
     for name, card in cards.items():

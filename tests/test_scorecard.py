@@ -123,3 +123,12 @@ def test_selection_rule_lets_no_collapsed_generator_win_on_accuracy():
 def test_precision_and_recall_of_a_point_set_against_itself_are_one():
     points = np.random.default_rng(0).standard_normal((50, 4))
     assert scorecard.precision_recall(points, points) == (1.0, 1.0)
+
+
+def test_markdown_table_keeps_the_condition_files_in_evaluation_order():
+    card = {"diversity": 0.95, "layout_diversity": 0.8, "frechet": 34.7, "fidelity": 1.79, "precision": 0.88,
+            "recall": 0.86}
+    accuracy = {"g.onnx": {"test.json": {"mean": 0.967, "std": 0.014}, "new_test.json": {"mean": 0.964, "std": 0.014}}}
+    header, _, row = scorecard.markdown_table({"g.onnx": card}, accuracy).splitlines()
+    assert header.startswith("| model | test.json | new_test.json |")
+    assert row.startswith("| g.onnx | 0.967 ± 0.014 | 0.964 ± 0.014 | 0.950 | 0.800 | 34.7 (1.79x) |")

@@ -102,8 +102,9 @@ PRESETS: dict[str, TrainConfig] = {
     # (docs/results.md, "Diverse generator candidates"). Single objects always sit at the centre: two real
     # ones differ by only 0.033 (a ratio of 0.029), so 0.03 makes G move them sideways (7.9 px spread of their
     # centres, real 0.1 px). `--set mode_seeking_real_share=0.67` caps each pair at 0.67 of the real ratio of
-    # its object count too (0.019 for one object, 0.03 for more; training/pair_distances.py): it centres them,
-    # and is measured only in a shorter run so far, so the preset (the shipped recipe) keeps one cap.
+    # its object count too (0.019 for one object, 0.03 for more; training/pair_distances.py): it centres them
+    # (one object 2.00x its Fréchet floor, shipped 2.98x), but its 200-epoch run read 1.89x over all images
+    # against the shipped run's 1.79x, so the preset (the shipped recipe) keeps one cap.
     # Layouts first, then legible objects: for the budget's last 15% G also pays a frozen guide classifier's
     # loss on 32x32 area means of its images (trained on the run's data before step 0, into RUN/guide.pt).
     # From step 0, or at full size, the guide is gamed: one layout per condition, striped spheres; late and
