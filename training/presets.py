@@ -101,10 +101,10 @@ PRESETS: dict[str, TrainConfig] = {
     # rising Fréchet distance); at 0.03 it keeps ~0.87 of the real diversity with cleaner images
     # (docs/results.md, "Diverse generator candidates"). Single objects always sit at the centre: two real
     # ones differ by only 0.033 (a ratio of 0.029), so 0.03 makes G move them sideways (7.9 px spread of their
-    # centres, real 0.1 px). `--set mode_seeking_real_share=0.67` caps each pair at 0.67 of the real ratio of
-    # its object count too (0.019 for one object, 0.03 for more; training/pair_distances.py): it centres them
-    # (one object 2.00x its Fréchet floor, shipped 2.98x), but its 200-epoch run read 1.89x over all images
-    # against the shipped run's 1.79x, so the preset (the shipped recipe) keeps one cap.
+    # centres, real 0.1 px). So each pair is also capped at 0.67 of the real ratio of its object count
+    # (0.019 for one object, 0.03 for more; training/pair_distances.py): single objects stay centred (one
+    # object 1.78x its Fréchet floor, one cap 2.98x). At 200 epochs that cost scenes of two objects more than
+    # it gave (1.89x over all images against one cap's 1.79x); at 300 epochs it reads 1.57x (docs/results.md).
     # Layouts first, then legible objects: for the budget's last 15% G also pays a frozen guide classifier's
     # loss on 32x32 area means of its images (trained on the run's data before step 0, into RUN/guide.pt).
     # From step 0, or at full size, the guide is gamed: one layout per condition, striped spheres; late and
@@ -112,7 +112,7 @@ PRESETS: dict[str, TrainConfig] = {
     # layouts stayed (docs/results.md, "One command").
     "best": TrainConfig(
         preset="best", generator="cbn", generator_config={"z_dim": 128, "ngf": 32},
-        mode_seeking_weight=1.0, mode_seeking_target=0.03,
+        mode_seeking_weight=1.0, mode_seeking_target=0.03, mode_seeking_real_share=0.67,
         guide_weight=1.0, guide_resolution=32, guide_start=0.85,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
