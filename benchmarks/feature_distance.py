@@ -11,7 +11,8 @@ probability for the objects the condition does not name, summed per image: the c
 object leaves (a cube drawn half like a cylinder), against the real images', and the spread (std, in
 pixels) of the horizontal centre of each image's coloured pixels: where the objects sit (i-CLEVR's single
 objects always sit at the centre: a real spread of 0.1 px).  The per-count halves are small (300 images on
-i-CLEVR), so their floors are larger than the 900-image floor; read the ratios.
+i-CLEVR), so their floors are larger than the 900-image floor; read the ratios.  ``--blur SIGMA`` blurs the
+generated images (the floor stays the untouched real halves'; its column adds what the blur costs real images).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: training/ and cli.py
 
@@ -49,6 +51,11 @@ def centre_spread(images: torch.Tensor, threshold: float = 0.25) -> float:
     return float(((coloured.sum(1) * columns).sum(1)[keep] / weight[keep]).std())
 
 
+def blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Images [N, 3, H, W] through a 3x3 Gaussian of std ``sigma`` (0: unchanged)."""
+    return images if sigma <= 0 else TF.gaussian_blur(images, [3, 3], [sigma, sigma])
+
+
 def split_rows(data: ICLEVRData, held: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The two real halves of every row: all held-out images (the scorecard's 900 + 900), then per object count."""
     size = min(FEATURE_IMAGES, len(held) // 2)
@@ -65,6 +72,9 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+", help="ONNX files or generator checkpoints (.pt)")
     parser.add_argument("--data", type=Path, default=resolve_data_root(), help="data folder in the lab layout")
     parser.add_argument("--evaluator", type=Path, default=EXPORTED_DIR / "evaluator.pt", help="evaluator file")
+    parser.add_argument("--blur", type=float, default=0.0, help="Gaussian sigma (3x3 kernel) applied to the generated "
+                        "images first (how much of the distance is fine texture); the floor column adds the blurred "
+                        "real half's ratio")
     args = parser.parse_args()
     evaluator = load_evaluator(args.evaluator)
     data = load_dataset(args.data)
@@ -76,10 +86,15 @@ def main() -> None:
         real = to_float(data.images[torch.as_tensor(np.sort(other))])  # [M, 3, H, W]
         labels = data.labels[torch.as_tensor(np.sort(other))].numpy()  # [M, C]
         floor = frechet_distance(ref_features, pooled_features(evaluator, real))
-        cells = [name, f"{len(ref)} + {len(other)}", f"{floor:.1f}", f"{unnamed_probability(evaluator, real, labels):.3f}",
+        floor_cell = f"{floor:.1f}"
+        if args.blur > 0:  # the cost of the blur itself: the blurred real half against the untouched one
+            real_blurred = frechet_distance(ref_features, pooled_features(evaluator, blurred(real, args.blur)))
+            floor_cell += f" (blurred: {real_blurred / floor:.2f}x)"
+        cells = [name, f"{len(ref)} + {len(other)}", floor_cell, f"{unnamed_probability(evaluator, real, labels):.3f}",
                  f"{centre_spread(real):.1f}"]
         for backend in backends.values():
-            fake = torch.from_numpy(backend.run(make_noise(len(labels), int(backend.metadata["z_dim"]), 1), labels))
+            fake = blurred(torch.from_numpy(backend.run(make_noise(len(labels), int(backend.metadata["z_dim"]), 1), labels)),
+                           args.blur)
             distance = frechet_distance(ref_features, pooled_features(evaluator, fake))
             cells += [f"{distance:.1f} ({distance / floor:.2f}x)", f"{unnamed_probability(evaluator, fake, labels):.3f}",
                       f"{centre_spread(fake):.1f}"]
