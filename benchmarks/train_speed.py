@@ -1,7 +1,7 @@
 """Training throughput (images/s) of a preset's G+D step on CPU/GPU, variants side by side in one run.
 
     python benchmarks/train_speed.py --preset best --steps 6
-    python benchmarks/train_speed.py --preset best --steps 30 --compile   # the preset's flags, eager vs torch.compile
+    python benchmarks/train_speed.py --preset best --steps 30 --compile   # fp32 and bf16, eager and torch.compile
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
-                        help="compare the preset's own flags eager and compiled, twice each, alternating")
+                        help="compare fp32 and bf16 autocast, eager and compiled (the preset's layout)")
     args = parser.parse_args()
     device = torch.device(args.device)
     base = get_preset(args.preset)
@@ -75,7 +75,8 @@ def main() -> None:
     first = None
     runs = [(name, flags, False) for name, flags in VARIANTS.items()]
     if args.compile:
-        runs = [("preset, eager", {}, False), ("preset, compiled", {}, True)] * 2
+        runs = [(f"{name}, {mode}", {"bf16": name == "bf16"}, mode == "compiled")
+                for mode in ("eager", "compiled") for name in ("fp32", "bf16")]
     for name, flags, compiled in runs:
         seconds = step_seconds(replace(base, **flags), args.steps, device, compiled)
         ips = base.batch_size / seconds

@@ -1,5 +1,6 @@
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from cgan_export.checkpoint import load_generator
 from cgan_export.export import export
 from training.loop import RunOptions, train
+from training.models import autocast_for
 from training.options import budget_steps
 from training.steps import lr_factor
 from training.presets import PRESETS, get_preset, parse_overrides
@@ -318,3 +320,11 @@ def test_compiled_runs_keep_weights_and_batches_in_the_contiguous_layout(data_ro
         convs = [p for p in run.models.g.parameters() if p.dim() == 4]  # conv weights [O, I, k, k]
         assert run.channels_last is expected
         assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs) is expected
+
+
+def test_bf16_autocast_runs_on_the_cpu_only():
+    config = get_preset("best")
+    assert config.bf16
+    assert autocast_for(config, torch.device("cpu"))["enabled"]
+    assert not autocast_for(config, torch.device("cuda"))["enabled"]  # CUDA trains fp32 (faster there)
+    assert not autocast_for(replace(config, bf16=False), torch.device("cpu"))["enabled"]

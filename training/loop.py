@@ -32,7 +32,7 @@ from .conditions import colour_groups, image_weights, mix_conditions, sample_cod
 from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
-from .models import Models, channels_last_for
+from .models import Models, autocast_for, channels_last_for
 from .options import RunOptions, budget_steps, torch_device
 from .pair_distances import mode_seeking_caps
 from .presets import TrainConfig
@@ -75,6 +75,8 @@ class Run(CarryOn):
         self.noise_gen = torch.Generator().manual_seed(config.seed + 1 + self.parallel.rank)
         self.steps_per_epoch = len(self.data) // (config.batch_size * self.parallel.world)
         on_gpu = self.device.type == "cuda"  # the uint8 images live on the GPU: no host copies per step
+        if on_gpu:  # fp32 matmuls on TF32 tensor cores, as cuDNN's convolutions already are by default
+            torch.set_float32_matmul_precision("high")
         self.images = self.data.images.to(self.device) if on_gpu else self.data.images  # [N, 3, H, W] uint8
         self.labels = self.data.labels.to(self.device) if on_gpu else self.data.labels  # [N, 24]
         caps = mode_seeking_caps(config, self.data)  # [max objects + 1] or None: one cap for all pairs
@@ -122,7 +124,7 @@ class Run(CarryOn):
         """Iterate until the budget is spent, evaluating and saving every ``eval_every`` iterations."""
         config, state = self.config, self.state
         main_steps, max_steps = budget_steps(self.options, self.steps_per_epoch)  # iterations: main budget, whole run
-        autocast = {"device_type": self.device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
+        autocast = autocast_for(config, self.device)  # bf16 on the CPU only
         start_elapsed, t0 = state.elapsed, time.time()
         order_epoch, order = -1, torch.empty(0, dtype=torch.long)
         with make_progress(disable=not (self.options.show_progress and self.parallel.main)) as progress:

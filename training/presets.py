@@ -50,7 +50,7 @@ class TrainConfig:
     d_resolution: int = 0  # 0: D sees full-size images; smaller: real and fake are area-downsampled first
     eval_every: int = 500
     eval_seeds: int = 10  # checkpoints are picked by the mean lab accuracy over this many noise seeds
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast on the CPU (CUDA runs fp32 with TF32: models.autocast_for)
     channels_last: bool = True
     seed: int = 0
 
