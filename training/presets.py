@@ -104,7 +104,7 @@ PRESETS: dict[str, TrainConfig] = {
     # centres, real 0.1 px). So each pair is also capped at 0.67 of the real ratio of its object count
     # (0.019 for one object, 0.03 for more; training/pair_distances.py): single objects stay centred (one
     # object 1.78x its Fréchet floor, one cap 2.98x). At 200 epochs that cost scenes of two objects more than
-    # it gave (1.89x over all images against one cap's 1.79x); at 300 epochs it reads 1.57x (docs/results.md).
+    # it gave (1.89x over all images against one cap's 1.79x); at 300 epochs 1.57x, at 400 1.46x (docs/results.md).
     # Layouts first, then legible objects: for the budget's last 15% G also pays a frozen guide classifier's
     # loss on 32x32 area means of its images (trained on the run's data before step 0, into RUN/guide.pt).
     # From step 0, or at full size, the guide is gamed: one layout per condition, striped spheres; late and
