@@ -6,6 +6,7 @@ import functools
 import importlib
 import importlib.util
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from cgan_export.errors import CganError
+from cgan_export.errors import CganError, missing_extra
+from cgan_export.help_text import PRESET_SCHEDULES, examples
 from cgan_export.contract import EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
 from cgan_export.paths import EXPORTED_DIR as EXPORTED
 from cgan_export.runtime import BACKENDS, DEVICES
@@ -55,11 +57,15 @@ OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)  # png, npz
 
 
 def friendly_errors(fn: Callable) -> Callable:
-    """Turn a CganError (bad input) into one line on stderr and exit code 1; Ctrl-C into exit 130."""
+    """Turn a CganError (bad input) or a missing optional extra into one line on stderr and exit code 1; Ctrl-C
+    into exit 130."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except ModuleNotFoundError as exc:  # torch, onnx, ray ...: an extra this install lacks
+                raise missing_extra(exc, fn.__name__.replace("_", " ")) or exc from None
         except CganError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
@@ -69,70 +75,72 @@ def friendly_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-@app.command()
+ADVANCED = "Advanced: experiments"
+
+
+@app.command(epilog=examples("train"))
 @friendly_errors
 def train(
     data: DataOption = None,
-    preset: Annotated[str, typer.Option(help="best | acgan | group-acgan | cdcgan | wgan-gp | sagan | infogan.")] = "best",
+    preset: Annotated[str, typer.Option(help="The recipe, with its schedule: " + "; ".join(
+        f"{name}: {schedule}" for name, schedule in PRESET_SCHEDULES.items()) + ".")] = "best",
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Total training minutes over all resumes.")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Total epochs (instead of --minutes).")] = None,
-    anneal: Annotated[float, typer.Option(min=0.0, help="Let the learning rates fall linearly to 0 over the budget's "
-                                          "last ANNEAL minutes (or epochs, with --epochs).")] = 0.0,
-    cycle_epochs: Annotated[float, typer.Option(min=0.0, help="After the --epochs budget, a second cycle of this many "
-                                                "epochs: learning rates back to the preset's, the guide on.")] = 0.0,
-    cycle_anneal: Annotated[float, typer.Option(min=0.0, help="Let the second cycle's learning rates fall linearly "
-                                                "to 0 over its last CYCLE_ANNEAL epochs.")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
-    init_from: Annotated[Optional[Path], typer.Option(help="Fine-tune: start a new run from another run's last.pt "
-                                                      "(same networks; other settings may differ), or from a generator "
-                                                      "checkpoint such as exported/generator.pt (D starts fresh: "
-                                                      "see --set d_warmup_steps=K).")] = None,
-    snapshot_every: Annotated[int, typer.Option(min=0, help="Every K iterations, keep a resumable copy of the run in "
-                                                "OUT/snapshots/stepK.pt (0: none).")] = 0,
-    branch_from: Annotated[Optional[Path], typer.Option(help="Carry on from a snapshot of another run (its step, weights "
-                                                        "and RNG) under this command's budget, in a new --out: e.g. a "
-                                                        "longer schedule from before its guide joined.")] = None,
-    guide: Annotated[Optional[Path], typer.Option(help="Guide classifier file (python cli.py guide train) for a preset "
-                                                  "with a guide weight (best); without it the run trains its own into "
-                                                  "OUT/guide.pt first. A resumed run reopens its own.")] = None,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU.")] = Device("auto"),
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU. On CUDA a preset may train "
+                                           "a larger batch with scaled learning rates (best: 128), compiled, TF32.")] = Device("auto"),
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
-    batch_size: Annotated[Optional[int], typer.Option(help="Override the preset's batch size.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Score and checkpoint every K iterations.")] = None,
-    evaluator: EvaluatorOption = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile",
+    epochs: Annotated[Optional[float], typer.Option(min=0.001, rich_help_panel=ADVANCED,
+                                                    help="Replace the preset's budget by this many epochs.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(min=0.0, rich_help_panel=ADVANCED,
+                                                     help="Replace the preset's budget by this many training minutes "
+                                                     "(over all resumes).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", rich_help_panel=ADVANCED, help="Override a preset field, "
+                                                      "KEY=VALUE (JSON value), e.g. --set anneal=10; repeatable.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel=ADVANCED, help="Override the preset's batch size (on every device).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(rich_help_panel=ADVANCED, help="Score and checkpoint every K iterations.")] = None,
+    snapshot_every: Annotated[int, typer.Option(min=0, rich_help_panel=ADVANCED, help="Every K iterations, keep a "
+                                                "resumable copy of the run in OUT/snapshots/stepK.pt (0: none).")] = 0,
+    branch_from: Annotated[Optional[Path], typer.Option(rich_help_panel=ADVANCED, help="Carry on from a snapshot of "
+                                                        "another run (its step, weights and RNG) under this command's "
+                                                        "schedule, in a new --out: e.g. a longer budget from before its "
+                                                        "guide joined.")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(rich_help_panel=ADVANCED, help="Fine-tune: start a new run from "
+                                                      "another run's last.pt (same networks; other settings may "
+                                                      "differ), or from a generator checkpoint such as "
+                                                      "exported/generator.pt (D starts fresh: see --set d_warmup_steps=K).")] = None,
+    guide: Annotated[Optional[Path], typer.Option(rich_help_panel=ADVANCED, help="Guide classifier file (python cli.py "
+                                                  "guide train) for a preset with a guide weight (best); without it the "
+                                                  "run trains its own into OUT/guide.pt first. A resumed run reopens its own.")] = None,
+    evaluator: Annotated[Optional[Path], typer.Option(rich_help_panel=ADVANCED, help="Evaluator file (default: the "
+                                                      "shipped one whose classes are the data's).")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", rich_help_panel=ADVANCED,
                                                     help="torch.compile G and D (default: on CUDA only).")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a preset field, KEY=VALUE (JSON "
-                                                      "value), e.g. --set ema_decay=0; repeatable.")] = None,
 ) -> None:
-    """Train a preset; keeps best.pt (by the selection rule: accuracy gated by diversity and fidelity) and last.pt
-    (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
+    """Train a preset to the end of its own schedule; keeps best.pt (by the selection rule: accuracy gated by
+    diversity and fidelity) and last.pt (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
     default_cache_dir, = training_names("data", "default_cache_dir")
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
     PRESETS, get_preset, parse_overrides = training_names("presets", "PRESETS", "get_preset", "parse_overrides")
 
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if epochs is not None and minutes is not None:
+        raise CganError("--epochs and --minutes both set the budget: give one")
+    budget = {"epochs": epochs} if epochs is not None else {"epochs": 0.0, "minutes": minutes} if minutes is not None else {}
     overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size, "eval_every": eval_every}.items() if v is not None}
+    if batch_size is not None:  # an explicit batch holds on every device
+        overrides["gpu_batch_size"] = 0
+    overrides.update(budget)
     overrides.update(parse_overrides(set_ or []))
     config = get_preset(preset, **overrides)
-    if minutes is None and epochs is None:
-        minutes = 60.0
-    if (cycle_epochs or cycle_anneal) and epochs is None:
-        raise CganError("--cycle-epochs and --cycle-anneal follow an --epochs budget; give --epochs")
-    if cycle_anneal > 0 and cycle_epochs == 0:
-        raise CganError("--cycle-anneal needs a second cycle: give --cycle-epochs")
     if branch_from is not None and init_from is not None:
         raise CganError("--branch-from and --init-from both say where a run starts: give one")
     out = out or default_cache_dir() / "runs" / preset
-    result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, minutes=minutes, epochs=epochs,
-                                             anneal=anneal, cycle_epochs=cycle_epochs, cycle_anneal=cycle_anneal,
-                                             resume=resume, init_from=init_from, snapshot_every=snapshot_every,
-                                             branch_from=branch_from, guide=guide, device=device.value, threads=threads,
-                                             compile=compile,
-                                             show_progress=sys.stderr.isatty()))
+    result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, resume=resume, init_from=init_from,
+                                             snapshot_every=snapshot_every, branch_from=branch_from, guide=guide,
+                                             device=device.value, threads=threads, compile=compile,
+                                             show_progress=sys.stderr.isatty(), command=command_line()))
     if result["stopped_by"] is not None:
         typer.echo(f"stopped at step {result['step']} ({result['minutes']:.1f} min): last.pt saved; continue with "
                    f"--resume --out {out}")
@@ -141,7 +149,14 @@ def train(
                f"{result['best_score']:.4f}; best checkpoint {out / 'best.pt'}")
 
 
-@app.command()
+def command_line() -> str:
+    """This process's command line as a user would type it again (``python cli.py train ...``)."""
+    program = Path(sys.argv[0]).name
+    head = ["python", "cli.py"] if program == "cli.py" else [program]
+    return shlex.join(head + sys.argv[1:])
+
+
+@app.command(epilog=examples("export"))
 @friendly_errors
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (best.pt of a run).")],
@@ -162,7 +177,7 @@ def export(
     typer.echo(f"manifest: {out / 'manifest.json'}")
 
 
-@app.command()
+@app.command(epilog=examples("generate"))
 @friendly_errors
 def generate(
     objects: Annotated[Optional[list[str]], typer.Argument(help="Object names forming ONE condition, e.g. 'red cube' 'blue cylinder'.")] = None,
@@ -181,19 +196,20 @@ def generate(
     workers: Annotated[int, typer.Option(min=0, help="Threads that each draw, encode and write a batch (0: one per CPU).")] = 0,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
-    from cgan_export.generate import generate_to_folder, read_conditions
+    from cgan_export.api import GenerateRequest, Generator
+    from cgan_export.generate import FolderOutput, generate_to_folder, read_conditions
 
-    conds = read_conditions(objects, conditions)
-    result = generate_to_folder(conds, n=n, seed=seed, out=out, model=model, backend=backend.value,
-                                device=device.value, scale=scale, batch_size=batch_size, grid=not no_grid,
-                                file_format=file_format.value, workers=workers)
-    typer.echo(f"{result['images']} images ({result['backend']} on {result['device']}, "
+    request = GenerateRequest.of(read_conditions(objects, conditions), n=n, seed=seed)
+    output = FolderOutput(out=out, file_format=file_format.value, scale=scale, grid=not no_grid, batch_size=batch_size,
+                          workers=workers)
+    result = generate_to_folder(Generator.load(model, backend.value, device.value), request, output)
+    typer.echo(f"{result['images']} images ({backend.value} on {result['device']}, "
                f"{result['images_per_second']:.0f} img/s) written to {out}")
     if result["grid"]:
         typer.echo(f"grid: {result['grid']}")
 
 
-@app.command()
+@app.command(epilog=examples("evaluate"))
 @friendly_errors
 def evaluate(
     model: Annotated[Optional[list[Path]], typer.Option(help="Model file (default: the shipped one); repeat to "
@@ -258,7 +274,7 @@ def evaluate(
         typer.echo(f"report: {report}")
 
 
-@app.command()
+@app.command(epilog=examples("serve"))
 @friendly_errors
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -283,7 +299,7 @@ def serve(
         raise CganError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@app.command()
+@app.command(epilog=examples("bench"))
 @friendly_errors
 def bench(
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,64,256",
@@ -300,7 +316,7 @@ def bench(
     run_bench(checkpoint, sizes, repeats, echo=typer.echo, markdown=markdown)
 
 
-@evaluator_app.command("train")
+@evaluator_app.command("train", epilog=examples("evaluator train"))
 @friendly_errors
 def evaluator_train(
     data: DataOption = None,
@@ -333,7 +349,7 @@ def evaluator_train(
     typer.echo(f"evaluator: {out}")
 
 
-@evaluator_app.command("score")
+@evaluator_app.command("score", epilog=examples("evaluator score"))
 @friendly_errors
 def evaluator_score(
     data: DataOption = None,
@@ -348,7 +364,7 @@ def evaluator_score(
     typer.echo(f"held-out lab accuracy {score_holdout(scorer, data):.4f}")
 
 
-@guide_app.command("train")
+@guide_app.command("train", epilog=examples("guide train"))
 @friendly_errors
 def guide_train(
     data: DataOption = None,

@@ -32,7 +32,8 @@ import numpy as np
 from PIL import Image
 
 from cgan_export import Generator
-from cgan_export.generate import generate_to_folder
+from cgan_export.api import GenerateRequest
+from cgan_export.generate import FolderOutput, generate_to_folder
 from cgan_export.images import png_batch
 from cgan_export.io import write_bytes_atomic
 from cgan_export.vocabulary import read_condition_file
@@ -83,8 +84,9 @@ def end_to_end(conditions: list[list[str]], n: int, batch_size: int, file_format
     folder = Path(tempfile.mkdtemp(prefix=".bulk-", dir=parent))
     try:
         start = time.perf_counter()
-        generate_to_folder(conditions, n=n, seed=0, out=folder, model=model, scale=1, batch_size=batch_size,
-                           grid=False, file_format=file_format, workers=workers, device=device)
+        generate_to_folder(Generator.load(model, "onnx", device), GenerateRequest.of(conditions, n=n, seed=0),
+                           FolderOutput(out=folder, file_format=file_format, scale=1, grid=False, batch_size=batch_size,
+                                        workers=workers))
         return time.perf_counter() - start
     finally:
         shutil.rmtree(folder, ignore_errors=True)

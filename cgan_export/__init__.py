@@ -5,15 +5,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["CganError", "Generator", "__version__"]
+__all__ = ["CganError", "GenerateRequest", "Generator", "__version__"]
 
 
 def __getattr__(name: str):
-    """``Generator`` and ``CganError`` on first use, so ``import cgan_export`` itself stays light."""
-    if name == "Generator":
-        from .api import Generator
+    """``Generator``, ``GenerateRequest`` and ``CganError`` on first use, so ``import cgan_export`` itself stays light."""
+    if name in ("Generator", "GenerateRequest"):
+        from . import api
 
-        return Generator
+        return getattr(api, name)
     if name == "CganError":
         from .errors import CganError
 

@@ -37,6 +37,21 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class GenerateRequest:
+    """What to draw: conditions (each a list of names), images per condition and the noise seed; image ``k`` of a
+    request is row ``k`` of the seed's noise stream. The CLI, the server and ``generate_to_folder`` share it."""
+
+    conditions: tuple[tuple[str, ...], ...]  # e.g. (("red cube", "blue cylinder"),)
+    n: int = 8  # images per condition
+    seed: int = 0  # noise seed
+
+    @classmethod
+    def of(cls, conditions: Sequence[Sequence[str]], n: int = 8, seed: int = 0) -> "GenerateRequest":
+        """A request from lists of names (kept as tuples: the request is frozen)."""
+        return cls(tuple(tuple(c) for c in conditions), n, seed)
+
+
+@dataclass(frozen=True)
 class Generator:
     """A loaded generator model (ONNX, TorchScript or a checkpoint) and its vocabulary."""
 

@@ -16,6 +16,7 @@ from .contract import FORMAT_VERSION
 from .errors import ModelFileError, first_line
 from .io import atomic_path
 from .networks import ARCHITECTURE_ALIASES, GENERATORS, build_generator, fold_batchnorms, generator_config
+from .paths import missing_shipped_hint
 from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 
 GENERATOR_KIND = "cgan-export/generator"
@@ -86,6 +87,7 @@ def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tup
     corrupt file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
     path = Path(path)
     if not path.is_file():
+        hint = missing_shipped_hint(path) or hint
         raise ModelFileError(f"{what} {path} does not exist" + (f" ({hint})" if hint else ""))
     raw = path.read_bytes()
     try:

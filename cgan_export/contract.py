@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
+from .condition_kinds import vocabulary_from_fields
 from .errors import ModelFileError
 from .vocabulary import Vocabulary
 
@@ -26,7 +27,7 @@ TS_METADATA_FILE = "metadata.json"  # the TorchScript _extra_files name of the s
 
 def build_metadata(info: dict, weights_sha256: str) -> dict:
     """The one metadata dict embedded in every artifact, from a checkpoint's info and its inference weights' hash."""
-    vocabulary = Vocabulary.from_fields(info)
+    vocabulary = vocabulary_from_fields(info)
     num_classes = len(vocabulary)
     z_dim, size = int(info["z_dim"]), int(info["image_size"])
     return {
@@ -65,7 +66,7 @@ def parse_metadata(raw: str | bytes | None, path: Path) -> dict:
 
 def metadata_vocabulary(metadata: dict) -> Vocabulary:
     """The vocabulary embedded in an artifact's metadata."""
-    return Vocabulary.from_fields(metadata)
+    return vocabulary_from_fields(metadata)
 
 
 def noise_stream(seed: int, z_dim: int) -> Callable[[int], np.ndarray]:

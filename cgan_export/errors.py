@@ -23,6 +23,25 @@ class OutputError(CganError):
     """An output location that cannot be written."""
 
 
+class MissingExtraError(CganError):
+    """A command whose optional dependencies are not installed."""
+
+
+# The modules each optional extra brings (pyproject.toml's [project.optional-dependencies]) and what it is for.
+EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train", "matplotlib": "train",
+          "ray": "scale"}
+EXTRA_NAMES = {"train": "training", "scale": "scale-out"}
+
+
+def missing_extra(exc: ModuleNotFoundError, what: str) -> MissingExtraError | None:
+    """The one-line error for ``what`` (a command) failing on a module an extra brings; None for other modules."""
+    extra = EXTRAS.get((exc.name or "").split(".")[0])
+    if extra is None:
+        return None
+    return MissingExtraError(f'{what} needs the {EXTRA_NAMES[extra]} extra ({exc.name} is not installed): '
+                             f'pip install "cgan-export[{extra}]"')
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when empty), at most ``limit`` characters."""
     text = str(exc).strip()

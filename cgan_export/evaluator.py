@@ -14,9 +14,10 @@ import torch.nn as nn
 import torchvision
 
 from .checkpoint import read_file_of_kind
+from .condition_kinds import vocabulary_from_fields
 from .contract import STEMS
 from .errors import CganError, ModelFileError
-from .paths import EXPORTED_DIR
+from .paths import EXPORTED_DIR, missing_shipped_hint
 from .vocabulary import Vocabulary
 
 EVALUATOR_KIND = "cgan-export/evaluator"
@@ -121,7 +122,7 @@ def evaluator_checkpoint(net: nn.Module, vocabulary: Vocabulary, image_size: int
 def load_evaluator(path: Path) -> Evaluator:
     """Load an evaluator file written by ``cli.py evaluator train`` (weights only)."""
     ckpt, sha256 = read_file_of_kind(path, EVALUATOR_KIND, "evaluator", "train one with: python cli.py evaluator train")
-    vocabulary = Vocabulary.from_fields(ckpt)
+    vocabulary = vocabulary_from_fields(ckpt)
     net = build_classifier(len(vocabulary), ckpt.get("stem", "imagenet"))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     net = net.to(memory_format=torch.channels_last)
@@ -132,12 +133,13 @@ def load_evaluator(path: Path) -> Evaluator:
 
 def shipped_evaluator(vocabulary: Vocabulary) -> Path:
     """The shipped evaluator (``exported/evaluator.pt``, ``exported/*/evaluator.pt``) that scores ``vocabulary``."""
-    for path in [EXPORTED_DIR / "evaluator.pt", *sorted(EXPORTED_DIR.glob("*/evaluator.pt"))]:
+    for path in sorted(EXPORTED_DIR.glob("evaluator.pt")) + sorted(EXPORTED_DIR.glob("*/evaluator.pt")):
         ckpt, _ = read_file_of_kind(path, EVALUATOR_KIND, "evaluator", "")
-        if Vocabulary.from_fields(ckpt).names == vocabulary.names:
+        if vocabulary_from_fields(ckpt).names == vocabulary.names:
             return path
-    raise CganError("no shipped evaluator scores this vocabulary: train one with `python cli.py evaluator train "
-                    "--data FOLDER --out FILE` and pass --evaluator FILE")
+    where = missing_shipped_hint(EXPORTED_DIR / "evaluator.pt")
+    raise CganError(f"no shipped evaluator scores this vocabulary{f' ({where})' if where else ''}: train one with "
+                    "`python cli.py evaluator train --data FOLDER --out FILE` and pass --evaluator FILE")
 
 
 def check_scores(evaluator: Evaluator, vocabulary: Vocabulary, what: str) -> None:

@@ -18,12 +18,12 @@ import torch.nn as nn
 
 from . import __version__
 from .checkpoint import load_generator, prepare_for_inference, save_generator, weights_sha256, with_truncation
+from .condition_kinds import vocabulary_from_fields
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, make_noise
 from .errors import CganError
 from .io import atomic_path, write_json
 from .networks import narrow_convs_as_transposed
 from .runtime import OnnxSession, cuda_usable
-from .vocabulary import Vocabulary
 
 OPSET = 18
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
@@ -200,6 +200,6 @@ def export(checkpoint: Path, formats: list[str], out: Path, report: Callable[[st
         report(f"{fmt.name:12s} {path}  {size / 1e6:.1f} MB  {time.time() - start:.1f} s  "
                f"{note}{f' (max abs diff {diff:.2e})' if diff is not None else ''}")
     if Path(checkpoint).resolve() != (out / "generator.pt").resolve():  # only once every artifact passed parity
-        save_generator(out / "generator.pt", eager, Vocabulary.from_fields(info), info.get("metrics"), info.get("training"))
+        save_generator(out / "generator.pt", eager, vocabulary_from_fields(info), info.get("metrics"), info.get("training"))
     write_json(manifest_path, manifest)
     return manifest

@@ -10,12 +10,13 @@ disk leaves no half-written file.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .api import Batch, Generator
+from .api import Batch, GenerateRequest, Generator
 from .contract import OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
 from .images import png_batch, save_grid, slug
@@ -25,6 +26,18 @@ from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
 SHARD_IMAGES = 10_000  # images per .npz shard
+
+
+@dataclass(frozen=True)
+class FolderOutput:
+    """Where and how ``generate_to_folder`` writes a request's images."""
+
+    out: Path = Path("outputs")  # the folder (made if missing)
+    file_format: str = "png"  # png: one file per image (and grid.png); npz: shards of SHARD_IMAGES images
+    scale: int = 4  # upscale factor of the written PNGs
+    grid: bool = True  # a captioned grid.png for small requests
+    batch_size: int = 256  # images per inference batch
+    workers: int = 0  # threads that each draw, encode and write a batch (0: one per usable CPU)
 
 
 def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None) -> list[list[str]]:
@@ -61,32 +74,29 @@ def _write_shard(shard: list[Batch], multi_hot: np.ndarray, seed: int, out: Path
                      noise_row=np.arange(first, first + len(images)), seed=np.array(seed))
 
 
-def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path, model: Path | None = None,
-                       backend: str = "onnx", device: str = "auto", scale: int = 4, batch_size: int = 256,
-                       grid: bool = True, file_format: str = "png", workers: int = 0) -> dict:
+def generate_to_folder(gen: Generator, request: GenerateRequest, output: FolderOutput = FolderOutput()) -> dict:
     """Validate everything, then write one PNG per sample (and, for small requests, a captioned grid) or
     ``.npz`` shards (``images`` uint8 [B, H, W, 3], ``conditions`` [B, C], ``condition_index``, ``sample_index``,
     ``noise_row`` and ``seed``: image k of a run is row k of the seed's noise stream)."""
-    if file_format not in OUTPUT_FORMATS:
-        raise CganError(f"unknown output format {file_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-    gen = Generator.load(model, backend, device)
+    if output.file_format not in OUTPUT_FORMATS:
+        raise CganError(f"unknown output format {output.file_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    conditions, n, seed = [list(c) for c in request.conditions], request.n, request.seed
     canonical, multi_hot = gen.parse(conditions)  # validates every name before any write; multi-hot [C, num_classes]
-    out = ensure_writable_dir(Path(out))
+    out = ensure_writable_dir(Path(output.out))
     stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
-    if file_format == "png":
-        work = _png_writer(stems, out, scale)
-    else:
-        work, batch_size = (lambda b: b), max(batch_size, 256)
+    npz = output.file_format == "npz"
+    work, batch_size = ((lambda b: b), max(output.batch_size, 256)) if npz else \
+        (_png_writer(stems, out, output.scale), output.batch_size)
     kept, captions, count, start = [], [], 0, time.time()
     shard: list[Batch] = []  # npz: batches waiting for a full shard
-    for batch in gen.map_batches(multi_hot, n, seed, batch_size, work, workers or len(usable_cpus())):
+    for batch in gen.map_batches(multi_hot, n, seed, batch_size, work, output.workers or len(usable_cpus())):
         count += len(batch.images)
-        if file_format == "npz":
+        if npz:
             shard.append(batch)
             if count - shard[0].start >= SHARD_IMAGES:
                 _write_shard(shard, multi_hot, seed, out)
                 shard = []
-        elif grid and len(kept) < MAX_GRID_IMAGES:
+        elif output.grid and len(kept) < MAX_GRID_IMAGES:
             take = batch.images[:MAX_GRID_IMAGES - len(kept)]
             kept.extend(take)
             captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
@@ -94,8 +104,9 @@ def generate_to_folder(conditions: list[list[str]], n: int, seed: int, out: Path
         _write_shard(shard, multi_hot, seed, out)
     elapsed = time.time() - start
     grid_path = None
-    if grid and kept and file_format == "png":
+    if output.grid and kept and not npz:
         columns = n if 1 < n <= 16 else 8
-        grid_path = save_grid(kept, captions, out / "grid.png", columns=min(columns, len(kept)), scale=max(1, scale // 2))
+        grid_path = save_grid(kept, captions, out / "grid.png", columns=min(columns, len(kept)),
+                              scale=max(1, output.scale // 2))
     return {"images": count, "grid": grid_path, "seconds": elapsed, "images_per_second": count / max(elapsed, 1e-9),
-            "backend": backend, "device": gen.device}
+            "device": gen.device}

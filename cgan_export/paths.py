@@ -16,3 +16,13 @@ def shipped_dir() -> Path:
 
 
 EXPORTED_DIR = shipped_dir()
+# The wheel carries only the ONNX generators, manifests and model cards (pyproject.toml); the torch files
+# (checkpoints, TorchScript, evaluators) live in a checkout's exported/.
+IN_WHEEL = not (EXPORTED_DIR / "generator.pt").is_file() and (EXPORTED_DIR / "generator.onnx").is_file()
+NOT_IN_WHEEL = ("the installed package carries the ONNX models only: pass the file's path, or run from a checkout "
+                "of cgan-export (its exported/ folder)")
+
+
+def missing_shipped_hint(path: Path) -> str:
+    """Why a shipped file is missing, when it is one the wheel leaves out; else ''."""
+    return NOT_IN_WHEEL if IN_WHEEL and Path(path).parent.resolve().is_relative_to(EXPORTED_DIR.resolve()) else ""

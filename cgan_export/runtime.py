@@ -17,7 +17,7 @@ import numpy as np
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, parse_metadata
 from .cuda_binding import ORT_TYPES, Binding, uint8_graph
 from .errors import CganError, ModelFileError, first_line
-from .paths import EXPORTED_DIR
+from .paths import EXPORTED_DIR, missing_shipped_hint
 
 DEFAULT_MODELS = {
     "onnx": EXPORTED_DIR / "generator.onnx",
@@ -46,17 +46,13 @@ def cuda_driver_devices() -> int:
 
 
 def cuda_usable() -> bool:
-    """True when ONNX Runtime has a CUDA provider and a GPU really answers (torch loads the CUDA libraries)."""
+    """True when ONNX Runtime has a CUDA provider, the driver sees a GPU and the CUDA libraries load (from the
+    ``[cuda]`` extra's wheels, or torch's)."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers() or cuda_driver_devices() == 0:
         return False
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:
-        return False
+    return _load_cuda_libraries()
 
 
 def resolve_device(device: str) -> str:
@@ -71,19 +67,32 @@ def resolve_device(device: str) -> str:
     return "cuda" if usable else "cpu"
 
 
-def _load_cuda_libraries() -> None:
+def _load_cuda_libraries() -> bool:
     """Load the CUDA and cuDNN libraries ONNX Runtime's CUDA provider links against: from the nvidia-* wheels of
-    the CUDA major onnxruntime-gpu was built for where ``preload_dlls`` exists, else through torch's."""
+    the CUDA major onnxruntime-gpu was built for (``preload_dlls``: the ``[cuda]`` extra), else through torch's;
+    False when neither is there."""
     import onnxruntime as ort
 
-    if hasattr(ort, "preload_dlls"):
+    if hasattr(ort, "preload_dlls") and _nvidia_wheels_installed():
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 ort.preload_dlls()
-            return
-        except Exception:  # no nvidia-* wheels: the libraries may still come through torch or the system
+            return True
+        except Exception:  # broken wheels: the libraries may still come through torch
             pass
-    import torch  # noqa: F401
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # no torch (a base or [cuda] install), or a torch without CUDA
+        return False
+
+
+def _nvidia_wheels_installed() -> bool:
+    """Whether the cuDNN wheel the ``[cuda]`` extra brings (and torch's CUDA builds bring) is installed."""
+    from importlib.util import find_spec
+
+    return find_spec("nvidia") is not None and find_spec("nvidia.cudnn") is not None
 
 
 def torch_device(device: str) -> str:
@@ -109,10 +118,28 @@ def usable_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # what CPU speed figures depend on
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its speed-relevant flags, as ``lscpu`` shows them (speed figures name it)."""
+    name, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name == "unknown CPU":
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    shown = [f for f in SPEED_FLAGS if f in flags]
+    return f"{name} ({len(usable_cpus())} cores{'; ' + ' '.join(shown) if shown else ''})"
+
+
 def _require_file(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist (export one with: python cli.py export)")
+        hint = missing_shipped_hint(path) or "export one with: python cli.py export"
+        raise ModelFileError(f"model file {path} does not exist ({hint})")
     return path
 
 

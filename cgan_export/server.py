@@ -22,7 +22,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .api import Generator
+from .api import GenerateRequest, Generator
 from .contract import make_noise
 from .errors import CganError, first_line
 from .images import captioned_grid, png_batch
@@ -101,14 +101,15 @@ class BadRequest(CganError):
         self.status = status
 
 
-def _parse_request(objects: object, n: object, seed: object) -> tuple[list[str], int, int]:
+def _parse_request(objects: object, n: object, seed: object) -> GenerateRequest:
+    """A request of one condition from JSON or query values, checked (a 422 otherwise)."""
     if not isinstance(objects, list) or not all(isinstance(o, str) for o in objects):
         raise BadRequest('"objects" must be a list of object names, e.g. ["red cube", "blue cylinder"]', 422)
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
         raise BadRequest(f'"n" must be an integer from 1 to {MAX_N}', 422)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
         raise BadRequest('"seed" must be a non-negative integer', 422)
-    return objects, n, seed
+    return GenerateRequest.of([objects], n, seed)
 
 
 def _base64_pngs(images: np.ndarray) -> list[str]:
@@ -148,9 +149,9 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
             return JSONResponse({"error": f"request body over {MAX_BODY} bytes"}, status_code=413)
         return await call_next(request)
 
-    async def draw(objects: list[str], n: int, seed: int) -> tuple[list[str], np.ndarray]:
-        names, multi_hot = generator.parse([objects])  # VocabularyError -> 400
-        return names[0], await batcher.images_for(multi_hot[0], n, seed)
+    async def draw(request: GenerateRequest) -> tuple[list[str], np.ndarray]:
+        names, multi_hot = generator.parse([list(c) for c in request.conditions])  # VocabularyError -> 400
+        return names[0], await batcher.images_for(multi_hot[0], request.n, request.seed)
 
     @app.get("/health")
     async def health() -> dict:
@@ -176,14 +177,15 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
             raise BadRequest("malformed JSON body") from None
         if not isinstance(payload, dict):
             raise BadRequest('the body must be a JSON object: {"objects": [...], "n": 4, "seed": 0}', 422)
-        objects, n, seed = _parse_request(payload.get("objects"), payload.get("n", 4), payload.get("seed", 0))
-        names, images = await draw(objects, n, seed)
+        request = _parse_request(payload.get("objects"), payload.get("n", 4), payload.get("seed", 0))
+        names, images = await draw(request)
         pngs = await asyncio.get_running_loop().run_in_executor(encoders, _base64_pngs, images)  # off the event loop
-        return Response(json.dumps({"objects": names, "n": n, "seed": seed, "images": pngs}), media_type="application/json")
+        return Response(json.dumps({"objects": names, "n": request.n, "seed": request.seed, "images": pngs}),
+                        media_type="application/json")
 
     @app.get("/grid.png")
     async def grid(objects: list[str] = Query(default=[]), n: int = 4, seed: int = 0) -> Response:
-        names, images = await draw(*_parse_request(objects, n, seed))
+        names, images = await draw(_parse_request(objects, n, seed))
         buffer = io.BytesIO()
         captioned_grid(list(images), [", ".join(names)] * len(images), columns=min(len(images), 8), scale=2).save(buffer, "PNG")
         return Response(buffer.getvalue(), media_type="image/png")

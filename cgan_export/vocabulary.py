@@ -93,11 +93,8 @@ class Vocabulary:
 
     @classmethod
     def from_fields(cls, fields: dict) -> "Vocabulary":
-        """The vocabulary stored by :meth:`to_fields` (files without a kind are of the objects kind)."""
-        if fields.get("condition_kind") == "codes":
-            from .codes import codes_from_fields  # InfoGAN codes: a subclass
-
-            return codes_from_fields(fields)
+        """The objects or groups vocabulary stored by :meth:`to_fields` (files without a kind are of the objects
+        kind; ``cgan_export.condition_kinds.vocabulary_from_fields`` reads every kind)."""
         vocab = cls.from_mapping(fields["vocabulary"], int(fields.get("max_objects", DEFAULT_MAX_OBJECTS)))
         return vocab.with_groups(fields["groups"]) if fields.get("condition_kind") == GROUPS else vocab
 

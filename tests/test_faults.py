@@ -33,7 +33,7 @@ def _options(data_root, random_evaluator, out, **kw):
 def test_a_full_disk_at_the_kth_checkpoint_write_is_one_error_and_keeps_the_last_good_checkpoint(
         data_root, random_evaluator, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(_config(), _options(data_root, random_evaluator, out, epochs=2 / 6))  # step 2 saved
+    train(_config(epochs=2 / 6), _options(data_root, random_evaluator, out))  # step 2 saved
     good = (out / "last.pt").read_bytes()
     real_save = torch.save
     calls = {"n": 0}
@@ -46,7 +46,7 @@ def test_a_full_disk_at_the_kth_checkpoint_write_is_one_error_and_keeps_the_last
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OutputError, match="No space left on device") as caught:
-        train(_config(), _options(data_root, random_evaluator, out, epochs=4 / 6, resume=True))
+        train(_config(epochs=4 / 6), _options(data_root, random_evaluator, out, resume=True))
     assert "last.pt" in str(caught.value) and "\n" not in str(caught.value)
     assert (out / "last.pt").read_bytes() == good  # the last good checkpoint is intact
     assert not list(out.glob(".*.tmp"))  # no half-written file
@@ -54,11 +54,11 @@ def test_a_full_disk_at_the_kth_checkpoint_write_is_one_error_and_keeps_the_last
 
 def test_a_truncated_last_pt_resumes_from_the_previous_checkpoint(data_root, random_evaluator, tmp_path, capsys):
     out = tmp_path / "run"
-    train(_config(), _options(data_root, random_evaluator, out, epochs=4 / 6))  # saves at steps 2 and 4
+    train(_config(epochs=4 / 6), _options(data_root, random_evaluator, out))  # saves at steps 2 and 4
     assert (out / "last-previous.pt").is_file()
     data = (out / "last.pt").read_bytes()
     (out / "last.pt").write_bytes(data[: len(data) // 3])
-    result = train(_config(), _options(data_root, random_evaluator, out, epochs=6 / 6, resume=True))
+    result = train(_config(epochs=6 / 6), _options(data_root, random_evaluator, out, resume=True))
     assert result["step"] == 6
     err = capsys.readouterr().err
     assert "resuming from last-previous.pt (step 2)" in err and "reached step 4" in err
@@ -69,7 +69,7 @@ def test_a_run_folder_with_nothing_readable_is_one_error_naming_the_files(data_r
     out.mkdir()
     (out / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CganError, match="no readable checkpoint") as caught:
-        train(_config(), _options(data_root, random_evaluator, out, epochs=2 / 6, resume=True))
+        train(_config(epochs=2 / 6), _options(data_root, random_evaluator, out, resume=True))
     assert "last.pt" in str(caught.value) and "last-previous.pt" in str(caught.value)
 
 
@@ -120,8 +120,8 @@ def test_sigterm_saves_last_pt_and_resume_carries_on(data_root, random_evaluator
     saved = torch.load(out / "last.pt", weights_only=True)
     stopped_at = saved["state"]["step"]
     assert stopped_at > 0 and not (out / LOCK_FILE).exists()
-    resumed = train(_config(generator_config=TINY["generator_config"]),
-                    replace(_options(data_root, random_evaluator, out, epochs=(stopped_at + 2) / 6, resume=True)))
+    resumed = train(_config(generator_config=TINY["generator_config"], epochs=(stopped_at + 2) / 6),
+                    _options(data_root, random_evaluator, out, resume=True))
     assert resumed["step"] == stopped_at + 2
 
 
@@ -161,7 +161,7 @@ def test_resume_reads_run_state_onto_the_cpu_so_rng_states_restore_on_any_device
     from training.run_folder import load_last, set_rng_state
 
     out = tmp_path / "run"
-    train(_config(), _options(data_root, random_evaluator, out, epochs=2 / 6))
+    train(_config(epochs=2 / 6), _options(data_root, random_evaluator, out))
     saved = load_last(out, report=print)
     assert saved["rng"]["torch"].device.type == "cpu" and saved["rng"]["noise"].device.type == "cpu"
     noise_gen = torch.Generator()

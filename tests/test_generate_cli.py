@@ -139,12 +139,27 @@ def test_help_lists_every_command():
         assert command in text
 
 
-def test_a_second_cycle_without_an_epochs_budget_fails_cleanly_before_training(tmp_path):
-    code, text = _cli("train", "--minutes", 1, "--cycle-epochs", 3, "--out", tmp_path / "run")
-    _assert_clean_failure(code, text, "follow an --epochs budget")
-    code, text = _cli("train", "--epochs", 1, "--cycle-anneal", 2, "--out", tmp_path / "run")
-    _assert_clean_failure(code, text, "give --cycle-epochs")
+def test_two_budgets_fail_cleanly_before_training(tmp_path):
+    code, text = _cli("train", "--minutes", 1, "--epochs", 3, "--out", tmp_path / "run")
+    _assert_clean_failure(code, text, "give one")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_help_shows_each_presets_own_schedule_as_the_preset_defines_it():
+    from training.presets import PRESETS, describe_schedule
+    from cgan_export.help_text import PRESET_SCHEDULES
+
+    assert PRESET_SCHEDULES == {name: describe_schedule(config) for name, config in PRESETS.items()}
+    code, text = _cli("train", "--help")
+    words = " ".join(text.replace("│", " ").split())  # the help's panels wrap lines inside borders
+    assert code == 0 and "best: 380 epochs, guide from 340" in words and "Examples" in words
+
+
+@pytest.mark.parametrize("command", ["train", "export", "generate", "evaluate", "serve", "bench", "evaluator train",
+                                     "evaluator score", "guide train"])
+def test_each_commands_help_ends_with_an_example(command):
+    code, text = _cli(*command.split(), "--help")
+    assert code == 0 and "Examples:" in text and "python cli.py " + command in text
 
 
 def test_branch_from_together_with_init_from_fails_cleanly_before_training(tmp_path):

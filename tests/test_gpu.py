@@ -6,6 +6,7 @@ output fails the tolerances) and draw new noise for every run.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +83,14 @@ def test_training_resumes_on_cuda(data_root, random_evaluator, tmp_path):
     from training.loop import RunOptions, train
     from training.presets import get_preset
 
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1,
+    config = get_preset("best", batch_size=4, gpu_batch_size=0, eval_every=2, eval_seeds=1, epochs=2 / 6,
                         generator_config={"z_dim": 16, "ngf": 8, "embed_dim": 16}, discriminator_config={"ndf": 8})
-    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+    options = RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
                          device="cuda", compile=False, show_progress=False)
     assert train(config, options)["step"] == 2
     from dataclasses import replace
 
-    assert train(config, replace(options, epochs=4 / 6, resume=True))["step"] == 4
+    assert train(replace(config, epochs=4 / 6), replace(options, resume=True))["step"] == 4
 
 
 @needs_torch_cuda
@@ -100,9 +101,10 @@ def test_each_preset_trains_a_few_steps_on_cuda_with_its_default_compile(data_ro
     from training.presets import get_preset
 
     config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
-    steps = 8 if config.guide_weight else 2  # `best`: its guide (trained on the GPU first) joins at 85%: step 7
-    result = train(config, RunOptions(out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
-                                      epochs=steps / 6, device="cuda", show_progress=False))
+    steps = 10 if config.guide_weight else 2  # `best`: its guide (trained on the GPU first) joins at 340/380: step 9
+    result = train(replace(config, epochs=steps / 6), RunOptions(out=tmp_path / "run", data=data_root,
+                                                                 evaluator=random_evaluator, device="cuda",
+                                                                 show_progress=False))
     assert result["step"] == steps
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert ("g_guide" in last["losses"]) == bool(config.guide_weight)

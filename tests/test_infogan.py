@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from cgan_export.codes import CodeVocabulary
+from cgan_export.condition_kinds import vocabulary_from_fields
 from cgan_export.errors import VocabularyError
-from cgan_export.vocabulary import Vocabulary
 from training.conditions import sample_codes
 from training.losses import info_loss
 
@@ -46,7 +46,7 @@ def test_bad_codes_are_one_line_errors(codes, items, message):
 def test_codes_round_trip_through_stored_fields(codes):
     fields = json.loads(json.dumps(codes.to_fields()))
     assert fields["codes"] == {"categorical": {"cat": 4}, "continuous": ["c1", "c2"], "continuous_prior": [-1.0, 1.0]}
-    assert Vocabulary.from_fields(fields) == codes
+    assert vocabulary_from_fields(fields) == codes
 
 
 def test_training_codes_follow_the_prior():

@@ -1,6 +1,13 @@
-"""The wheel: built from this checkout, installed into a temporary target, it generates from another folder."""
+"""The wheel: built from this checkout it fits a package index and carries the ONNX models and their cards;
+installed into a temporary target it generates from another folder, and into a fresh virtualenv it installs
+without torch and generates and serves."""
 
+import json
 import os
+import socket
+import time
+import urllib.request
+import venv
 import subprocess
 import sys
 import zipfile
@@ -19,17 +26,23 @@ def wheel(tmp_path_factory) -> Path:
     return next(out.glob("cgan_export-*.whl"))
 
 
-def test_the_wheel_holds_one_top_level_package_and_the_shipped_model(wheel):
+WHEEL_LIMIT = 100 * 1024 * 1024  # a package index's default per-file limit
+TRAIN_LINE = 'needs the training extra (torch is not installed): pip install "cgan-export[train]"'
+
+
+def test_the_wheel_fits_the_index_and_holds_one_package_with_the_onnx_models_and_their_cards(wheel):
     names = zipfile.ZipFile(wheel).namelist()
+    assert wheel.stat().st_size <= WHEEL_LIMIT
     assert {n.split("/")[0] for n in names} == {"cgan_export", wheel.name.split("-py3")[0] + ".dist-info"}
-    for path in ("cgan_export/exported/generator.onnx", "cgan_export/exported/manifest.json",
-                 "cgan_export/app/cli.py", "cgan_export/training/loop.py", "cgan_export/web/index.html",
-                 "cgan_export/exported/anime-faces/generator.onnx", "cgan_export/exported/anime-faces/evaluator.pt",
-                 "cgan_export/exported/infogan-faces/generator.onnx"):
+    for path in ("cgan_export/app/cli.py", "cgan_export/training/loop.py", "cgan_export/web/index.html"):
         assert path in names, path
+    for folder in ("", "anime-faces/", "infogan-faces/"):
+        for name in ("generator.onnx", "manifest.json", "README.md"):
+            assert f"cgan_export/exported/{folder}{name}" in names, folder + name
+    assert not [n for n in names if n.endswith(".pt")]  # checkpoints, TorchScript, evaluators stay in the checkout
 
 
-def test_an_installed_wheel_generates_from_another_folder(wheel, tmp_path):
+def test_an_installed_wheel_generates_from_another_folder(wheel, tmp_path, data_root):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
@@ -47,3 +60,44 @@ def test_an_installed_wheel_generates_from_another_folder(wheel, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cgan_export", "generate", "pink cube"], cwd=elsewhere, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+    for left_out in (["evaluate", "--seeds", "1", "--data", str(data_root)], ["generate", "red cube", "--backend", "torch"]):  # not in the wheel
+        result = subprocess.run([sys.executable, "-m", "cgan_export", *left_out], cwd=elsewhere, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert "carries the ONNX models only" in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_without_torch_and_generates_and_serves_from_another_folder(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python, cli = env_dir / "bin" / "python", env_dir / "bin" / "cgan-export"
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True,
+                             timeout=1200)
+    assert install.returncode == 0, install.stderr[-3000:]
+    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0  # no torch
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    result = subprocess.run([str(cli), "generate", "red cube", "-n", "2", "--out", "out", "--device", "cpu"], cwd=work,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((work / "out").glob("red-cube_*.png"))) == 2
+    result = subprocess.run([str(cli), "train"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip() == f"error: train {TRAIN_LINE}", result.stderr[-2000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--device", "cpu"], cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        health = None
+        for _ in range(150):
+            try:
+                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert health is not None and health["status"] == "ok"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -27,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_resuming_a_finished_run_scores_its_end_again_without_training(data_root, random_evaluator, tmp_path):
-    config = get_preset("best", batch_size=4, eval_every=3, eval_seeds=1, **TINY["best"])
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=4 / 6,
-                         show_progress=False)
+    config = get_preset("best", batch_size=4, eval_every=3, eval_seeds=1, epochs=4 / 6, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, show_progress=False)
     train(config, options)
     (tmp_path / "run" / "last-generator.pt").unlink()  # as in a run from before runs kept it
     with warnings.catch_warnings():
@@ -42,21 +41,21 @@ def test_resuming_a_finished_run_scores_its_end_again_without_training(data_root
 
 
 def test_resume_refuses_a_different_config(data_root, random_evaluator, tmp_path):
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
-    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"]), options)
     with pytest.raises(CganError, match="lr_g"):
-        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, lr_g=1e-3, **TINY["best"]),
-              replace(options, resume=True, epochs=4 / 6))
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=4 / 6, lr_g=1e-3, **TINY["best"]),
+              replace(options, resume=True))
     with pytest.raises(CganError, match="already holds a run"):
-        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+        train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"]), options)
 
 
 def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoint(data_root, random_evaluator, tmp_path,
                                                                                    capsys):
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
-    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
-    result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, **TINY["best"]),
-                   replace(options, resume=True, epochs=3 / 6))
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"]), options)
+    result = train(get_preset("best", batch_size=4, eval_every=1, eval_seeds=2, epochs=3 / 6, **TINY["best"]),
+                   replace(options, resume=True))  # the budget may change too
     assert result["step"] == 3
     record = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
     assert record["test"]["seeds"] == 2
@@ -65,14 +64,14 @@ def test_resume_may_change_how_the_run_is_scored_and_rescores_its_best_checkpoin
 
 def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, random_evaluator, vocabulary, tmp_path,
                                                                       capsys):
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, show_progress=False)
     train(config, options)
     torch.manual_seed(1)
     other = tmp_path / "other-evaluator.pt"
     torch.save(evaluator_checkpoint(build_classifier(), vocabulary, 64, {"holdout_lab_accuracy": 0.0}, {}), other)
     capsys.readouterr()
-    train(config, replace(options, evaluator=other, resume=True, epochs=4 / 6))
+    train(replace(config, epochs=4 / 6), replace(options, evaluator=other, resume=True))
     assert "the evaluator changed" in capsys.readouterr().err
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["state"]
     assert state["evaluator"] == hashlib.sha256(other.read_bytes()).hexdigest()[:16] != \
@@ -81,22 +80,22 @@ def test_resume_under_another_evaluator_rescores_the_best_checkpoint(data_root, 
 
 def test_resuming_a_guided_run_replays_the_uninterrupted_run(data_root, random_evaluator, tmp_path):
     # opening the guide builds a network (torch's RNG): the saved RNG states must be restored after it
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=5 / 6, **TINY["best"])
     straight = RunOptions(device="cpu", out=tmp_path / "straight", data=data_root, evaluator=random_evaluator,
-                          epochs=5 / 6, show_progress=False)
+                          show_progress=False)
     train(config, straight)
-    parts = replace(straight, out=tmp_path / "parts", epochs=2 / 6)
-    train(config, parts)
-    train(config, replace(parts, resume=True, epochs=5 / 6))
+    parts = replace(straight, out=tmp_path / "parts")
+    train(replace(config, epochs=2 / 6), parts)
+    train(config, replace(parts, resume=True))
     a, b = _last_weights(tmp_path / "straight"), _last_weights(tmp_path / "parts")
     for key, value in a.items():
         assert torch.equal(value, b[key]) if key != "step" else value == b[key] == 5, key
 
 
 def test_a_branch_from_a_snapshot_replays_the_run_it_came_from(data_root, random_evaluator, tmp_path):
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=5 / 6, **TINY["best"])
     straight = RunOptions(device="cpu", out=tmp_path / "straight", data=data_root, evaluator=random_evaluator,
-                          epochs=5 / 6, snapshot_every=2, show_progress=False)
+                          snapshot_every=2, show_progress=False)
     train(config, straight)
     snapshots = sorted(p.name for p in (tmp_path / "straight" / "snapshots").iterdir())
     assert snapshots == ["step0000002.pt", "step0000004.pt"]
@@ -114,8 +113,8 @@ def test_a_branch_from_a_snapshot_replays_the_run_it_came_from(data_root, random
 
 
 def test_a_branch_refuses_a_used_folder_a_foreign_file_and_another_config(data_root, random_evaluator, tmp_path):
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=0.0, **TINY["best"])
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_weight=0.0, epochs=2 / 6, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
                          snapshot_every=2, show_progress=False)
     train(config, options)
     snapshot = tmp_path / "run" / "snapshots" / "step0000002.pt"

@@ -147,3 +147,9 @@ def test_the_web_page_shows_generated_images_in_a_real_headless_browser(model, q
         server.wait(timeout=30)
     images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', dom)
     assert images == [caption] * 5, dom[-1500:]
+    captions = re.findall(r"<figcaption>([^<]*) <a ", dom)  # a caption and a PNG download link under each image
+    assert captions == [f"{caption} #{k}" for k in range(5)], dom[-1500:]
+    assert len(re.findall(r'<a href="data:image/png;base64,[^"]+" id="download\d" download="[^"]+_00\d\.png">PNG</a>', dom)) == 5
+    share = re.search(r'<a href="([^"]+)" id="share">', dom).group(1).replace("&amp;", "&")
+    assert share.startswith("/?objects=") and share.endswith("n=5&seed=3")  # reproduces the request
+    assert re.search(r'<a href="/grid\.png\?objects=[^"]+" id="grid" download=', dom)

@@ -16,7 +16,7 @@ from training.presets import PRESETS, get_preset, parse_overrides
 
 TINY = {  # small widths so every preset trains in seconds
     "best": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16},
-             "discriminator_config": {"ndf": 8}},
+             "discriminator_config": {"ndf": 8}, "gpu_batch_size": 0},
     "cdcgan": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "batch"}},
     "wgan-gp": {"generator_config": {"z_dim": 16, "ngf": 8}, "discriminator_config": {"ndf": 8, "norm": "instance"}, "n_critic": 2},
     "sagan": {"generator_config": {"z_dim": 16, "ngf": 8, "condition_dim": 16}, "discriminator_config": {"ndf": 8}},
@@ -30,7 +30,7 @@ TINY = {  # small widths so every preset trains in seconds
 def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random_evaluator, tmp_path):
     config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
     out = tmp_path / "run"
-    result = train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=4 / 6, show_progress=False))
+    result = train(replace(config, epochs=4 / 6), RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, show_progress=False))
     assert result["step"] == 4
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
@@ -47,7 +47,7 @@ def test_each_preset_trains_and_its_checkpoint_exports(preset, data_root, random
 def test_compiled_training_writes_plain_checkpoints_that_export(data_root, random_evaluator, tmp_path):
     config = get_preset("cdcgan", batch_size=4, eval_every=2, eval_seeds=1, **TINY["cdcgan"])  # no EMA: G itself ships
     out = tmp_path / "run"
-    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, compile=True,
+    train(replace(config, epochs=2 / 6), RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, compile=True,
                              show_progress=False))
     assert not any("_orig_mod" in k for k in torch.load(out / "last.pt", weights_only=True)["models"]["g"])
     manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
@@ -69,11 +69,11 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
 
     from cgan_export.errors import CganError
 
-    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
-    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"]), options)
     source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
     tuned = get_preset("best", batch_size=4, eval_every=1, eval_seeds=1, aux_weight_d=3.0, lr_g=1e-4, betas=(0.0, 0.9),
-                       **TINY["best"])
+                       epochs=1 / 6, **TINY["best"])
     from rich.console import Console
 
     from training.finetune import init_from as _init_from
@@ -85,14 +85,14 @@ def test_init_from_fine_tunes_another_runs_weights_under_new_settings(data_root,
         for key, value in net.state_dict().items():
             assert torch.equal(value, source["models"][name][key]), (name, key)
     assert info["step"] == source["state"]["step"] and models.opt_d.param_groups[0]["betas"] == (0.0, 0.9)
-    fine = replace(options, out=tmp_path / "fine", init_from=tmp_path / "source" / "last.pt", epochs=1 / 6)
+    fine = replace(options, out=tmp_path / "fine", init_from=tmp_path / "source" / "last.pt")
     train(tuned, fine)
     lineage = torch.load(tmp_path / "fine" / "best.pt", weights_only=True)["training"]["init_from"]
     assert lineage["step"] == 2 and lineage["config"]["aux_weight_d"] == 1.0
     train(tuned, replace(fine, out=tmp_path / "finer", init_from=tmp_path / "fine" / "last.pt"))
     lineage = torch.load(tmp_path / "finer" / "best.pt", weights_only=True)["training"]["init_from"]
     assert lineage["config"]["aux_weight_d"] == 3.0 and lineage["init_from"]["step"] == 2
-    wider = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1,
+    wider = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=1 / 6,
                        **{**TINY["best"], "discriminator_config": {"ndf": 16}})
     with pytest.raises(CganError, match="same networks"):
         train(wider, replace(fine, out=tmp_path / "wider"))
@@ -106,8 +106,8 @@ def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_
     from training.finetune import init_from as _init_from
     from training.models import Models
 
-    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
-    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"]), options)
+    options = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, show_progress=False)
+    train(get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"]), options)
     source = torch.load(tmp_path / "source" / "last.pt", weights_only=True)
     wider = {**TINY["best"], "generator_config": {**TINY["best"]["generator_config"], "embed_hidden": 8}}
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **wider)
@@ -121,7 +121,7 @@ def test_init_from_adds_an_embedding_mlp_that_starts_as_the_linear_network(data_
     moments = {n: models.opt_g.state.get(p) for n, p in models.g.named_parameters()}
     assert not moments["embed_mlp.0.weight"] and torch.equal(
         moments["embed.weight"]["exp_avg"], plain.opt_g.state[plain.g.embed.weight]["exp_avg"])
-    train(config, RunOptions(device="cpu", out=tmp_path / "fine", data=data_root, evaluator=random_evaluator, epochs=1 / 6,
+    train(replace(config, epochs=1 / 6), RunOptions(device="cpu", out=tmp_path / "fine", data=data_root, evaluator=random_evaluator,
                              show_progress=False, init_from=tmp_path / "source" / "last.pt"))
     tuned, _ = load_generator(tmp_path / "fine" / "best.pt")
     assert tuned.config.embed_hidden == 8 and tuned.embed_mlp[2].weight.abs().sum() > 0
@@ -132,19 +132,19 @@ def test_init_from_a_generator_checkpoint_keeps_g_frozen_while_a_fresh_d_warms_u
 
     from cgan_export.errors import CganError
 
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, **TINY["best"])
-    source = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, epochs=2 / 6, **TINY["best"])
+    source = RunOptions(device="cpu", out=tmp_path / "source", data=data_root, evaluator=random_evaluator, show_progress=False)
     train(config, source)
     shipped = torch.load(tmp_path / "source" / "best.pt", weights_only=True)
     warm = replace(config, d_warmup_steps=2)
-    fine = replace(source, out=tmp_path / "fine", init_from=tmp_path / "source" / "best.pt", epochs=2 / 6)
+    fine = replace(source, out=tmp_path / "fine", init_from=tmp_path / "source" / "best.pt")
     train(warm, fine)  # 2 iterations, both D-only: G and its EMA copy are untouched
     tuned = torch.load(tmp_path / "fine" / "last.pt", weights_only=True)
     for key, value in shipped["state_dict"].items():
         if "running" not in key and "num_batches" not in key:  # G's BatchNorm statistics still move in D's steps
             assert torch.equal(tuned["models"]["g_ema"][key], value), key
     assert tuned["state"]["init_from"]["generator_only"] and tuned["models"]["opt_g"]["state"] == {}
-    train(warm, replace(fine, out=tmp_path / "finer", epochs=4 / 6))  # past the warm-up G trains
+    train(replace(warm, epochs=4 / 6), replace(fine, out=tmp_path / "finer"))  # past the warm-up G trains
     moved = torch.load(tmp_path / "finer" / "last.pt", weights_only=True)["models"]["g"]
     assert not torch.equal(moved["fc.weight"], shipped["state_dict"]["fc.weight"])
     other = replace(config, generator_config={**TINY["best"]["generator_config"], "ngf": 4})
@@ -167,34 +167,37 @@ def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkp
 
 
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
-    config = get_preset("best")
-    by_epochs = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4)  # 100 steps per epoch below
-    factors = [lr_factor(config, by_epochs, step, 100, 0.0) for step in (0, 600, 800, 1000)]
+    by_epochs = get_preset("best", epochs=10, anneal=4)  # 100 steps per epoch below
+    assert budget_steps(by_epochs, 100) == 1000
+    factors = [lr_factor(by_epochs, step, 100, 0.0) for step in (0, 600, 800, 1000)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
-    by_minutes = RunOptions(device="cpu", out=Path("unused"), minutes=60, anneal=30)
-    factors = [lr_factor(config, by_minutes, 0, 100, minutes * 60) for minutes in (10, 30, 45, 61)]
+    by_minutes = get_preset("best", epochs=0, minutes=60, anneal=30)
+    assert budget_steps(by_minutes, 100) is None
+    factors = [lr_factor(by_minutes, 0, 100, minutes * 60) for minutes in (10, 30, 45, 61)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
-def test_a_second_cycle_restarts_the_learning_rates_after_the_budget_and_anneals_them_again():
-    config = get_preset("best")
-    options = RunOptions(device="cpu", out=Path("unused"), epochs=10, anneal=4, cycle_epochs=3, cycle_anneal=2)
-    assert budget_steps(options, 100) == (1000, 1300)  # 100 steps per epoch: (main budget, whole run)
-    factors = [lr_factor(config, options, step, 100, 0.0) for step in (800, 999, 1000, 1100, 1200, 1300)]
-    assert factors == pytest.approx([0.5, 0.0025, 1.0, 1.0, 0.5, 0.0])
+def test_the_best_presets_schedule_is_the_shipped_runs_up_to_its_best_checkpoint():
+    """The shipped run: a 400-epoch budget, an 18-epoch anneal and the guide from 85% (iteration 191,080 at 562
+    iterations per epoch); its best.pt is iteration 212,000. The preset: 380 epochs at constant learning rates,
+    the guide from epoch 340: the same learning rates and the same guide steps up to the shipped anneal."""
+    config, per_epoch = get_preset("best"), 18009 // 32
+    assert budget_steps(config, per_epoch) == 213_560 and config.anneal == 0
+    assert all(lr_factor(config, step, per_epoch, 0.0) == 1.0 for step in (0, 191_080, 212_000, 213_559))
+    joins = [step for step in (191_079, 191_080) if step / budget_steps(config, per_epoch) >= config.guide_start]
+    assert joins == [191_080] and 191_080 / (400 * per_epoch) >= 0.85 > 191_079 / (400 * per_epoch)
 
 
 def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():
     config = get_preset("cdcgan")  # x0.5 every 50 epochs
-    options = RunOptions(device="cpu", out=Path("unused"), epochs=200)
-    factors = [lr_factor(config, options, epoch * 10, 10, 0.0) for epoch in (0, 49, 50, 100, 150)]
+    factors = [lr_factor(config, epoch * 10, 10, 0.0) for epoch in (0, 49, 50, 100, 150)]
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.125])
 
 
 def test_mode_seeking_training_draws_each_condition_twice(data_root, random_evaluator, tmp_path):
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_weight=1.0, **TINY["best"])
     out = tmp_path / "run"
-    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    train(replace(config, epochs=2 / 6), RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, show_progress=False))
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["losses"]["g_ms"] > 0
 
@@ -202,7 +205,7 @@ def test_mode_seeking_training_draws_each_condition_twice(data_root, random_eval
 def test_mode_seeking_caps_by_object_count_are_recorded_and_train(data_root, random_evaluator, tmp_path):
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, mode_seeking_real_share=0.5, **TINY["best"])
     out = tmp_path / "run"
-    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    train(replace(config, epochs=2 / 6), RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, show_progress=False))
     caps = json.loads((out / "config.json").read_text())["mode_seeking_caps"]
     assert len(caps) == 4 and all(0 < c <= config.mode_seeking_target for c in caps)  # counts 0-3, none above the target
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["losses"]["g_ms"] > 0
@@ -215,9 +218,9 @@ def _ddp_worker(rank: int, world: int, port: int, data_root: str, evaluator: str
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "CGAN_EXPORT_CACHE": str(Path(out) / "cache")})
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    config = get_preset("best", batch_size=2, eval_every=100, eval_seeds=1, **TINY["best"])
+    config = get_preset("best", batch_size=2, eval_every=100, eval_seeds=1, epochs=0.5, **TINY["best"])
     result = train(config, RunOptions(out=Path(out), data=Path(data_root), evaluator=Path(evaluator),
-                                      epochs=0.5, device="cpu", show_progress=False))
+                                      device="cpu", show_progress=False))
     flat = torch.cat([p.detach().flatten() for p in result["generator"].parameters()])
     gathered = [torch.zeros_like(flat) for _ in range(world)]
     dist.all_gather(gathered, flat)
@@ -247,7 +250,7 @@ def test_training_with_random_conditions_and_weighted_images_saves_and_exports(d
     config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, random_condition_fraction=0.5,
                         random_same_colour=0.5, same_colour_weight=4.0, **TINY["best"])
     out = tmp_path / "run"
-    train(config, RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False))
+    train(replace(config, epochs=2 / 6), RunOptions(device="cpu", out=out, data=data_root, evaluator=random_evaluator, show_progress=False))
     saved = torch.load(out / "last.pt", weights_only=True)
     assert saved["config"]["random_condition_fraction"] == 0.5
     export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
@@ -276,33 +279,29 @@ def test_training_with_a_guide_records_it_and_resumes_with_the_same_file(data_ro
     from training.guide import GuideConfig, train_guide
 
     train_guide(data_root, tmp_path / "guide.pt", GuideConfig(width=4, epochs=1, batch_size=4), show_progress=False)
-    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_start=0.0, **TINY["best"])
-    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6, show_progress=False)
+    config = get_preset("best", batch_size=4, eval_every=2, eval_seeds=1, guide_start=0.0, epochs=2 / 6, **TINY["best"])
+    options = RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, show_progress=False)
     train(replace(config, guide_epochs=1, guide_resolution=32), replace(options, out=tmp_path / "own"))
     own = torch.load(tmp_path / "own" / "best.pt", weights_only=True)["training"]["guide"]  # trained in-run, phase 0
     assert own["path"] == str(tmp_path / "own" / "guide.pt") and own["config"]["resolution"] == 32
-    train(replace(config, guide_start=0.5), replace(options, out=tmp_path / "staged", epochs=4 / 6))  # joins at step 2
+    train(replace(config, guide_start=0.5, epochs=4 / 6), replace(options, out=tmp_path / "staged"))  # joins at step 2
     records = [json.loads(line) for line in (tmp_path / "staged" / "metrics.jsonl").read_text().splitlines()]
     assert ["g_guide" in r["losses"] for r in records] == [False, True]
-    cycled = replace(options, out=tmp_path / "cycled", guide=tmp_path / "guide.pt", cycle_epochs=2 / 6)
-    assert train(replace(config, guide_start=1.0), cycled)["step"] == 4  # 2 main steps + 2 in the second cycle
-    records = [json.loads(line) for line in (tmp_path / "cycled" / "metrics.jsonl").read_text().splitlines()]
-    assert ["g_guide" in r["losses"] for r in records] == [False, True]  # the guide joins with the cycle
     train(config, replace(options, guide=tmp_path / "guide.pt"))
     saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert "g_guide" in (tmp_path / "run" / "metrics.jsonl").read_text()
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["training"]["guide"]["sha256"] == saved["state"]["guide"]["sha256"]
-    train(config, replace(options, resume=True, epochs=4 / 6))  # reopens the run's own guide file
+    train(replace(config, epochs=4 / 6), replace(options, resume=True))  # reopens the run's own guide file
     train_guide(data_root, tmp_path / "other.pt", GuideConfig(width=4, epochs=1, batch_size=4, seed=5), show_progress=False)
     with pytest.raises(CganError, match="not the guide classifier this run"):
-        train(config, replace(options, resume=True, epochs=6 / 6, guide=tmp_path / "other.pt"))
+        train(replace(config, epochs=6 / 6), replace(options, resume=True, guide=tmp_path / "other.pt"))
 
 
 @pytest.mark.slow
 def test_wgan_gp_trains_with_compile_on_because_its_critic_stays_eager(data_root, random_evaluator, tmp_path):
     config = get_preset("wgan-gp", batch_size=4, eval_every=2, eval_seeds=1, **TINY["wgan-gp"])
-    result = train(config, RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator, epochs=2 / 6,
+    result = train(replace(config, epochs=2 / 6), RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
                                       compile=True, show_progress=False))
     assert result["step"] == 2
 

@@ -29,6 +29,8 @@ class RunState:
     init_from: dict | None = None  # where a fine-tune's weights came from, back to a fresh start
     branched_from: dict | None = None  # the snapshot of another run this one carried on from (path, step)
     guide: dict | None = None  # the guide classifier's path, hash and accuracy
+    commands: list = field(default_factory=list)  # the command lines that started and resumed the run
+    devices: list = field(default_factory=list)  # what each of them trained on (training.options.describe_device)
     extra: dict = field(default_factory=dict)  # keys of older runs this version does not know
 
     @classmethod

@@ -33,9 +33,9 @@ from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
 from .models import Models, autocast_for, channels_last_for
-from .options import RunOptions, budget_steps, torch_device
+from .options import RunOptions, budget_steps, describe_device, torch_device
 from .pair_distances import mode_seeking_caps
-from .presets import TrainConfig
+from .presets import TrainConfig, for_device
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, save_sample_grid
 from .run_folder import PREVIOUS, RunFolderLock, rng_state, save_atomic, save_last, save_snapshot
@@ -52,6 +52,7 @@ class Run(CarryOn):
         self.parallel, self.device = init_distributed(torch_device(options.device))
         if options.threads:
             torch.set_num_threads(options.threads)
+        config = for_device(config, self.device.type)  # CUDA: the preset's GPU batch and scaled learning rates
         self.config, self.options, self.out = config, options, Path(options.out)
         self.console = Console(stderr=True, soft_wrap=True)  # log lines stay whole in files
         self.last_path = self.out / "last.pt"
@@ -105,6 +106,8 @@ class Run(CarryOn):
             self._branch(Path(self.options.branch_from), branch)
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
+        self.state.commands.append(self.options.command)  # None: called from Python
+        self.state.devices.append(describe_device(self.device))
         if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
         if self.parallel.main:
@@ -123,7 +126,7 @@ class Run(CarryOn):
     def train(self) -> dict:
         """Iterate until the budget is spent, evaluating and saving every ``eval_every`` iterations."""
         config, state = self.config, self.state
-        main_steps, max_steps = budget_steps(self.options, self.steps_per_epoch)  # iterations: main budget, whole run
+        max_steps = budget_steps(config, self.steps_per_epoch)  # iterations (None: a budget in minutes)
         autocast = autocast_for(config, self.device)  # bf16 on the CPU only
         start_elapsed, t0 = state.elapsed, time.time()
         order_epoch, order = -1, torch.empty(0, dtype=torch.long)
@@ -131,13 +134,13 @@ class Run(CarryOn):
             task = progress.add_task(config.preset, total=max_steps or None, completed=state.step, info="")
             while True:
                 state.elapsed = agreed_clock(start_elapsed + time.time() - t0, self.parallel, self.device)
-                if _budget_spent(state, max_steps, self.options.minutes) >= 1 or self.stop_signal is not None:
+                if _budget_spent(state, max_steps, config.minutes) >= 1 or self.stop_signal is not None:
                     break
                 epoch, pos = divmod(state.step, self.steps_per_epoch)
                 if epoch != order_epoch:  # one shuffle (or weighted draw) per epoch, not per step
                     order_epoch, order = epoch, epoch_order(config.seed, epoch, len(self.data), self.weights)
                 first = (pos * self.parallel.world + self.parallel.rank) * config.batch_size
-                self.step(order[first:first + config.batch_size], autocast, main_steps)
+                self.step(order[first:first + config.batch_size], autocast, max_steps)
                 if state.step % 50 == 0:  # reading the losses syncs with the device: not every step
                     info = " ".join(f"{k} {v:.3f}" for k, v in self.losses().items()) + f" acc {state.last_score:.3f}"
                     progress.update(task, completed=state.step, info=info)
@@ -157,7 +160,7 @@ class Run(CarryOn):
         return {"step": state.step, "best_score": state.best_score, "minutes": state.elapsed / 60,
                 "generator": self.models.inference_g, "stopped_by": self.stop_signal}
 
-    def step(self, idx: torch.Tensor, autocast: dict, main_steps: int | None) -> None:
+    def step(self, idx: torch.Tensor, autocast: dict, max_steps: int | None) -> None:
         """One iteration on the images ``idx``: critic steps, a G step, the EMA update."""
         config, models, state, device = self.config, self.models, self.state, self.device
         idx = idx.to(self.images.device)
@@ -172,14 +175,14 @@ class Run(CarryOn):
             fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
                            mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups,
                                           config.random_same_colour, self.noise_gen).to(device))
-        models.set_lr_factor(lr_factor(config, self.options, state.step, self.steps_per_epoch, state.elapsed))
+        models.set_lr_factor(lr_factor(config, state.step, self.steps_per_epoch, state.elapsed))
         models.g.train(), models.d.train()
         z_dim = models.g.config.z_dim
         for _ in range(config.n_critic):
             noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
             logs = d_step(models, config, real, labels, fake_labels, noise, autocast)
         noise = torch.randn(len(idx), z_dim, generator=self.noise_gen).to(device)  # [B, Z]
-        guide = self.guide if _budget_spent(state, main_steps, self.options.minutes) >= config.guide_start else None
+        guide = self.guide if _budget_spent(state, max_steps, config.minutes) >= config.guide_start else None
         if state.step >= config.d_warmup_steps:  # before that, D alone learns against the frozen G
             logs.update(g_step(models, config, fake_labels, noise, state.step, autocast, guide, self.ms_caps))
         models.broadcast_buffers()
@@ -246,9 +249,12 @@ class Run(CarryOn):
     def training_record(self) -> dict:
         """What a checkpoint says about how it was trained."""
         s = self.state
-        record = {"preset": self.config.preset, "config": self.config.to_dict(), "step": s.step,
-                  "images_seen": s.images_seen, "minutes": round(s.elapsed / 60, 2), "selection_rule": self.rule,
+        record = {"preset": self.config.preset, "command": s.commands[0], "device": s.devices[-1],
+                  "config": self.config.to_dict(), "step": s.step, "images_seen": s.images_seen,
+                  "minutes": round(s.elapsed / 60, 2), "selection_rule": self.rule,
                   "evaluator": self.scorer.evaluator.info.get("metrics", {})}
+        if len(s.commands) > 1:  # resumed: every command line in order, and where each ran
+            record.update(commands=s.commands, devices=s.devices)
         record.update({k: v for k, v in (("init_from", s.init_from), ("branched_from", s.branched_from), ("guide", s.guide))
                        if v is not None})
         return record
@@ -304,13 +310,11 @@ def _jsonable(options: RunOptions) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
 
 
-def _budget_spent(state: RunState, max_steps: int | None, minutes: float | None) -> float:
+def _budget_spent(state: RunState, max_steps: int | None, minutes: float) -> float:
     """The share of the run's budget spent so far (1: done): iterations of ``max_steps``, else seconds of
-    ``minutes``; 0 without a budget."""
+    ``minutes``."""
     if max_steps is not None:
         return state.step / max_steps
-    if minutes is None:
-        return 0.0
     return state.elapsed / (minutes * 60) if minutes > 0 else 1.0
 
 

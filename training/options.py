@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-from cgan_export.runtime import torch_device as runtime_torch_device
+from cgan_export.runtime import cpu_model, torch_device as runtime_torch_device
+
+from .presets import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -18,11 +20,6 @@ class RunOptions:
     out: Path  # the run folder: config.json, metrics.jsonl, curves.png, samples/, best.pt, last.pt
     data: Path | None = None  # data folder (None: $CGAN_EXPORT_DATA or ../shared/iclevr)
     evaluator: Path | None = None  # the scorer that picks best.pt (never a training signal); None: the shipped one of the data
-    minutes: float | None = None  # total training minutes over all resumed runs
-    epochs: float | None = None  # or a budget in epochs
-    anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ``anneal`` minutes (or epochs)
-    cycle_epochs: float = 0.0  # a second cycle after the ``epochs`` budget: learning rates back to the preset's, guide on
-    cycle_anneal: float = 0.0  # ... falling linearly to 0 over the cycle's last ``cycle_anneal`` epochs
     resume: bool = False  # continue the run in ``out`` from its last.pt
     init_from: Path | None = None  # another run's last.pt: start from its weights and optimizer moments
     snapshot_every: int = 0  # every this many iterations, a resumable copy of the run in OUT/snapshots/ (0: none)
@@ -32,18 +29,24 @@ class RunOptions:
     compile: bool | None = None  # torch.compile G and D; None: on CUDA only
     threads: int = 0  # CPU threads (0: torch's default)
     show_progress: bool = True  # a progress bar on stderr
+    command: str | None = None  # the command line that asked for this run (recorded in every checkpoint)
 
 
-def budget_steps(options: RunOptions, steps_per_epoch: int) -> tuple[int | None, int | None]:
-    """(main budget, whole run) in iterations for an ``epochs`` budget, the second cycle included in the
-    whole run; (None, None) for a budget in minutes."""
-    if options.epochs is None:
-        return None, None
-    main = max(1, math.ceil(options.epochs * steps_per_epoch))
-    return main, main + math.ceil(options.cycle_epochs * steps_per_epoch)
+def budget_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The run's budget in iterations for a budget in epochs; None for a budget in minutes."""
+    if not config.epochs:
+        return None
+    return max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
 def torch_device(name: str) -> torch.device:
     """``auto`` -> CUDA when torch sees a GPU, else CPU; ``cuda`` without one is an error (one rule for every
     torch path: ``cgan_export.runtime.torch_device``)."""
     return torch.device(runtime_torch_device(name))
+
+
+def describe_device(device: torch.device) -> str:
+    """What a run trains on, for its records: ``cuda: NVIDIA H200`` or ``cpu: MODEL (N cores; flags), T threads``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"

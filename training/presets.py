@@ -12,10 +12,16 @@ from cgan_export.networks import ARCHITECTURE_ALIASES
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (budget and paths excluded)."""
+    """Everything that defines a training run, its schedule included (paths and devices excluded)."""
 
     preset: str
-    generator: str
+    generator: str  # architecture of G (cgan_export.networks)
+    # -- schedule: how long the run trains and how it ends (a resume may lengthen it: BUDGET_FIELDS) --
+    epochs: float = 0.0  # budget in epochs over all resumes (0: a budget in minutes)
+    minutes: float = 60.0  # budget in training minutes over all resumes, when epochs is 0
+    anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ANNEAL epochs (or minutes)
+    gpu_batch_size: int = 0  # on CUDA: this batch, learning rates x sqrt(its ratio), EMA per image kept (0: as on the CPU)
+    # -- networks and losses --
     generator_config: dict = field(default_factory=dict)
     discriminator: str = "projection"
     discriminator_config: dict = field(default_factory=dict)
@@ -32,7 +38,7 @@ class TrainConfig:
     guide_weight: float = 0.0  # G also pays this x the guide classifier's loss on its images (--guide, else trained in-run)
     guide_resolution: int = 0  # a guide trained in-run sees images area-downsampled to this size (0: full size)
     guide_epochs: int = 6  # epochs of a guide trained in-run
-    guide_start: float = 0.0  # share of the budget (minutes or epochs) spent before the guide joins G's loss
+    guide_start: float = 0.0  # share of the budget (epochs or minutes) spent before the guide joins G's loss
     info_categories: int = 0  # InfoGAN: values of the categorical code (with info_continuous 0: a labelled run)
     info_continuous: int = 0  # InfoGAN: number of continuous codes (uniform on [-1, 1] in training)
     info_weight: float = 1.0  # InfoGAN: weight of the continuous codes' squared error beside the categorical CE
@@ -67,7 +73,7 @@ PRESETS: dict[str, TrainConfig] = {
     "acgan": TrainConfig(
         preset="acgan", generator="acgan", discriminator="acgan", loss="bce",
         aux_weight_d=48 / 24, aux_weight_g=24 / 24, aux_ramp_steps=1000,
-        lr_g=2e-4, lr_d=2e-4, batch_size=128),
+        lr_g=2e-4, lr_d=2e-4, batch_size=128, epochs=400),  # the report: 400 epochs, 56,400 iterations
     # ACGAN for attribute groups (seed report 002, anime faces): the ACGAN networks with one three-layer MLP head
     # per group in D, a softmax cross-entropy per group (the loss follows the data's groups.json).  The report's
     # optimisers (Adam lr 1e-3 for G, SGD 1e-4 for D) collapsed in its own runs; seed 000's Adam 2e-4 is used.
@@ -78,16 +84,17 @@ PRESETS: dict[str, TrainConfig] = {
     "cdcgan": TrainConfig(
         preset="cdcgan", generator="dcgan", generator_config={"z_dim": 100},
         discriminator="condition-channel", discriminator_config={"norm": "batch"}, loss="bce",
-        lr_g=2e-4, lr_d=1e-4, batch_size=128, lr_step_epochs=50, lr_gamma=0.5),
+        lr_g=2e-4, lr_d=1e-4, batch_size=128, lr_step_epochs=50, lr_gamma=0.5, epochs=700),  # the report: 700 epochs
     # WGAN-GP (seed report 003): InstanceNorm critic, 5 critic steps, penalty 10, Adam(0, 0.9).
     "wgan-gp": TrainConfig(
         preset="wgan-gp", generator="dcgan", generator_config={"z_dim": 100},
         discriminator="condition-channel", discriminator_config={"norm": "instance"}, loss="wgan-gp",
-        lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), batch_size=128, n_critic=5, gp_weight=10.0, bf16=False),
+        lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), batch_size=128, n_critic=5, gp_weight=10.0, bf16=False,
+        epochs=86),  # the report's figure (0.625) is its epoch 86
     # SAGAN (seed report 004): spectral norm, hinge loss, condition through Linear(24 -> 200), lr 1e-4, batch 64.
     "sagan": TrainConfig(
         preset="sagan", generator="sagan", discriminator="sagan", loss="hinge",
-        lr_g=1e-4, lr_d=1e-4, betas=(0.0, 0.9), batch_size=64),
+        lr_g=1e-4, lr_d=1e-4, betas=(0.0, 0.9), batch_size=64, epochs=300),  # the report: 300 epochs
     # Ours: conditional-BN generator, SN projection discriminator with an auxiliary multi-label head,
     # hinge loss, EMA generator (with standing BatchNorm statistics), strong auxiliary signal from the start,
     # DiffAugment translation of D's inputs (without it D memorises the 18k images after ~60 epochs;
@@ -110,10 +117,16 @@ PRESETS: dict[str, TrainConfig] = {
     # From step 0, or at full size, the guide is gamed: one layout per condition, striped spheres; late and
     # coarse, it lifted a 120-minute run from 0.90 / 0.89 to 0.95 / 0.95 within 2,000 iterations while the
     # layouts stayed (docs/results.md, "One command").
+    # The schedule is the shipped run's, folded in: 380 epochs at constant learning rates, the guide joining
+    # after epoch 340 (iteration 191,080 at batch 32). The shipped run had a 400-epoch budget with an 18-epoch
+    # anneal and a 7-epoch second cycle; neither paid (its best.pt, iteration 212,000, came before both), and
+    # up to iteration 214,684 its schedule is this one (docs/training.md, "The best preset's schedule").
+    # On CUDA batch 128 (4.5x the images/s of batch 32 on an H200; benchmarks/train_speed.py).
     "best": TrainConfig(
-        preset="best", generator="cbn", generator_config={"z_dim": 128, "ngf": 32},
+        preset="best", epochs=380, gpu_batch_size=128, eval_every=1000,
+        generator="cbn", generator_config={"z_dim": 128, "ngf": 32},
         mode_seeking_weight=1.0, mode_seeking_target=0.03, mode_seeking_real_share=0.67,
-        guide_weight=1.0, guide_resolution=32, guide_start=0.85,
+        guide_weight=1.0, guide_resolution=32, guide_start=340 / 380,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
@@ -125,7 +138,8 @@ PRESETS: dict[str, TrainConfig] = {
         preset="infogan", generator="cbn", generator_config={"z_dim": 64, "ngf": 32},
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         info_categories=10, info_continuous=2, info_weight=1.0, aux_weight_d=1.0, aux_weight_g=1.0,
-        diffaugment="translation", batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
+        diffaugment="translation", batch_size=32, ema_decay=0.999, bf16=True, channels_last=False,
+        epochs=280),  # the report: 100,000 iterations at batch 32 (280 epochs of the 11,418 faces)
 }
 
 
@@ -134,6 +148,31 @@ def get_preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+def for_device(config: TrainConfig, device_type: str) -> TrainConfig:
+    """The schedule ``config`` trains by on ``device_type``: on CUDA its ``gpu_batch_size``, with the learning
+    rates scaled by the square root of the batch ratio and the EMA decay raised to the ratio (the same EMA
+    horizon in images); elsewhere ``config`` itself."""
+    if device_type != "cuda" or config.gpu_batch_size in (0, config.batch_size):
+        return config
+    ratio = config.gpu_batch_size / config.batch_size
+    return replace(config, batch_size=config.gpu_batch_size, lr_g=config.lr_g * ratio ** 0.5,
+                   lr_d=config.lr_d * ratio ** 0.5, ema_decay=config.ema_decay ** ratio if config.ema_decay else 0.0)
+
+
+def describe_schedule(config: TrainConfig) -> str:
+    """One line: the budget, the anneal and the guide's start of ``config`` (for ``train --help``)."""
+    unit = "epochs" if config.epochs else "minutes"
+    budget = config.epochs or config.minutes
+    parts = [f"{budget:g} {unit}"]
+    if config.anneal:
+        parts.append(f"anneal over the last {config.anneal:g}")
+    if config.guide_weight and config.guide_start:
+        parts.append(f"guide from {config.guide_start * budget:g}")
+    if config.gpu_batch_size:
+        parts.append(f"batch {config.batch_size} (CUDA {config.gpu_batch_size})")
+    return ", ".join(parts)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -155,15 +194,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it trains: a resume may change them
+BUDGET_FIELDS = ("epochs", "minutes")  # how long it trains: a resume may lengthen (or shorten) the run
+DEVICE_FIELDS = ("gpu_batch_size",)  # what for_device reads: its effect (batch, learning rates, EMA) is compared
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
 
 def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str = "--resume: {out}/last.pt") -> None:
     """Refuse to resume a run (or branch from its snapshot: ``source`` names it) under another config than the one
     it was trained with (scoring fields aside)."""
-    wanted = {k: v for k, v in config.to_dict().items() if k not in SCORING_FIELDS}
+    free = SCORING_FIELDS + BUDGET_FIELDS + DEVICE_FIELDS
+    wanted = {k: v for k, v in config.to_dict().items() if k not in free}
     saved = {k: v for k, v in saved.items()
-             if k not in SCORING_FIELDS and not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
+             if k not in free and not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
     if "generator" in saved:  # runs started before an architecture was renamed
         saved["generator"] = ARCHITECTURE_ALIASES.get(saved["generator"], saved["generator"])
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}

@@ -8,28 +8,23 @@ import torch.nn as nn
 from . import losses
 from .augment import diff_augment
 from .models import Models
-from .options import RunOptions, budget_steps
+from .options import budget_steps
 from .presets import TrainConfig
 
 
-def lr_factor(config: TrainConfig, options: RunOptions, step: int, steps_per_epoch: int, elapsed: float) -> float:
+def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int, elapsed: float) -> float:
     """The learning-rate multiplier at ``step``: the preset's step decay times the end-of-budget anneal.
 
     Step decay: ``lr_gamma`` every ``lr_step_epochs`` completed epochs.  Anneal: linear to 0 over the
-    last ``options.anneal`` epochs (``--epochs`` budget) or minutes (``--minutes`` budget).  After an
-    ``--epochs`` budget, the second cycle (``options.cycle_epochs``) starts the anneal again from 1 and
-    falls linearly to 0 over its last ``options.cycle_anneal`` epochs.
+    budget's last ``config.anneal`` epochs (a budget in epochs) or minutes (a budget in minutes).
     """
     factor = config.lr_gamma ** (step // steps_per_epoch // config.lr_step_epochs) if config.lr_step_epochs else 1.0
-    main_steps, total_steps = budget_steps(options, steps_per_epoch)
-    if main_steps is not None and step >= main_steps and options.cycle_epochs > 0:
-        if options.cycle_anneal > 0:
-            factor *= min(1.0, max(0.0, (total_steps - step) / (options.cycle_anneal * steps_per_epoch)))
-    elif options.anneal > 0 and main_steps is not None:
-        factor *= min(1.0, max(0.0, (main_steps - step) / (options.anneal * steps_per_epoch)))
-    elif options.anneal > 0 and options.minutes is not None:
-        factor *= min(1.0, max(0.0, (options.minutes * 60 - elapsed) / (options.anneal * 60)))
-    return factor
+    if config.anneal <= 0:
+        return factor
+    budget_end = budget_steps(config, steps_per_epoch)
+    if budget_end is not None:
+        return factor * min(1.0, max(0.0, (budget_end - step) / (config.anneal * steps_per_epoch)))
+    return factor * min(1.0, max(0.0, (config.minutes * 60 - elapsed) / (config.anneal * 60)))
 
 
 def d_input(x: torch.Tensor, config: TrainConfig) -> torch.Tensor:
