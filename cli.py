@@ -283,20 +283,24 @@ def serve(
     device: Annotated[Device, typer.Option(help="auto: CUDA when usable, else CPU.")] = Device("auto"),
     max_batch: Annotated[int, typer.Option(min=1, help="Most images gathered into one model call.")] = 64,
     wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request of a batch waits for others.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Images accepted and not yet answered, at most; past it a "
+                                           "request gets 503 with Retry-After (default: 64 batches of 64).")] = 4096,
+    deadline_seconds: Annotated[float, typer.Option(min=0.1, help="A request not answered by then gets 504.")] = 30.0,
+    drain_seconds: Annotated[float, typer.Option(min=1.0, help="On SIGTERM or Ctrl-C, how long requests in flight "
+                                                 "get to finish before the server exits.")] = 30.0,
 ) -> None:
-    """HTTP server: GET / (web page), /health, /metadata, /grid.png; POST /generate; concurrent requests micro-batched."""
-    import uvicorn
-
+    """HTTP server: GET / (web page), /health, /metadata, /grid.png; POST /generate; concurrent requests
+    micro-batched, the queue bounded; SIGTERM or Ctrl-C drains the requests in flight, then exits 0."""
     from cgan_export import Generator
+    from cgan_export.hosting import ServeLimits, run
     from cgan_export.server import create_app
 
+    limits = ServeLimits(max_queue=max_queue, deadline_s=deadline_seconds, drain_s=drain_seconds)
     generator = Generator.load(model, "onnx", device.value)
-    app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms)
-    typer.echo(f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops")
-    try:
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
-    except OSError as exc:
-        raise CganError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms, limits=limits)
+    run(app_, host, port, limits, on_listening=lambda: typer.echo(
+        f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops"))
+    typer.echo("stopped: requests in flight answered")
 
 
 @app.command(epilog=examples("bench"))

@@ -1,7 +1,9 @@
 """``cli.py serve``: an HTTP generation server (FastAPI) with micro-batching and a web page.
 
 Concurrent requests are gathered, within ``wait_ms`` and up to ``max_batch`` images, into one model call;
-each request gets exactly the images ``Generator.generate(objects, n, seed)`` returns.
+each request gets exactly the images ``Generator.generate(objects, n, seed)`` returns. The queue is bounded
+(``ServeLimits.max_queue`` images: past it a request gets 503 with ``Retry-After``), every request has a deadline
+(504) and a body read timeout (408); how the app is hosted (header timeouts, draining on SIGTERM): ``hosting``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,31 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from .api import GenerateRequest, Generator
 from .contract import make_noise
 from .errors import CganError, first_line
+from .hosting import ServeLimits
 from .images import captioned_grid, png_batch
 from .runtime import images_uint8
 
 MAX_N = 64  # images per request
 MAX_BODY = 16 * 1024  # bytes of a request body
+
+# What /openapi.json says of POST /generate (it reads its body itself, to answer malformed JSON with one line).
+GENERATE_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["objects"], "properties": {
+        "objects": {"type": "array", "items": {"type": "string"}, "description": "one condition: object names, "
+                    "group values or codes, e.g. [\"red cube\", \"blue cylinder\"]"},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 4},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1, "default": 0}}}}},
+    "description": f"at most {MAX_BODY} bytes"}}
+ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"],
+                                                     "properties": {"error": {"type": "string"}}}}}}
+ERROR_RESPONSES = {
+    400: {**ERROR, "description": "unknown or conflicting names, malformed JSON"},
+    408: {**ERROR, "description": "the request body did not arrive in time"},
+    413: {**ERROR, "description": "the request body is too large"},
+    422: {**ERROR, "description": "a field of the wrong type or out of range"},
+    503: {**ERROR, "description": "the queue is full: retry after the Retry-After header's seconds"},
+    504: {**ERROR, "description": "the request was not answered within the server's deadline"},
+}
 
 
 @dataclass
@@ -39,6 +61,14 @@ class _Job:
     done: asyncio.Future
 
 
+class BadRequest(CganError):
+    """A request the server refuses with a 4xx (or 5xx) status."""
+
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers or {}
+
+
 @dataclass
 class MicroBatcher:
     """Gathers concurrent requests into one model call: up to ``max_batch`` images, waiting at most ``wait_s``."""
@@ -46,22 +76,33 @@ class MicroBatcher:
     generator: Generator
     max_batch: int = 64
     wait_s: float = 0.005
+    max_queue: int = 64 * 64  # images accepted and not yet answered, at most
+    deadline_s: float = 30.0  # a request not answered by then is dropped with 504
     batches: int = 0  # model calls so far
     images: int = 0  # images generated so far
     waiting: int = 0  # requests submitted and not yet answered
+    queued_images: int = 0  # their images
+    refused: int = 0  # requests answered 503 because the queue was full
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
 
     async def images_for(self, condition: np.ndarray, n: int, seed: int) -> np.ndarray:
-        """uint8 [n, H, W, 3] for one multi-hot ``condition`` [C]: rows 0..n-1 of the noise stream of ``seed``."""
+        """uint8 [n, H, W, 3] for one multi-hot ``condition`` [C]: rows 0..n-1 of the noise stream of ``seed``; a
+        full queue is a 503 (with Retry-After), a request not answered within the deadline a 504."""
+        if self.queued_images + n > self.max_queue:
+            self.refused += 1
+            raise BadRequest(f"the server is at capacity ({self.queued_images} images queued, at most "
+                             f"{self.max_queue}): retry later", 503, {"Retry-After": "1"})
         job = _Job(make_noise(n, int(self.generator.metadata["z_dim"]), seed), np.repeat(condition[None], n, axis=0),
                    asyncio.get_running_loop().create_future())
-        self.waiting += 1
+        self.waiting, self.queued_images = self.waiting + 1, self.queued_images + n
         try:
             await self.queue.put(job)
-            return await job.done
+            return await asyncio.wait_for(job.done, self.deadline_s)  # cancels the job's future past the deadline
+        except asyncio.TimeoutError:
+            raise BadRequest(f"the request was not answered within {self.deadline_s:g} s", 504) from None
         finally:
-            self.waiting -= 1
+            self.waiting, self.queued_images = self.waiting - 1, self.queued_images - n
 
     async def serve_forever(self) -> None:
         """Take the first waiting job, gather more until the batch is full, every request in flight has joined
@@ -69,6 +110,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
+            if jobs[0].done.done():  # its request has gone (deadline, client away): no model time for it
+                continue
             deadline = loop.time() + self.wait_s
             while (sum(len(j.noise) for j in jobs) < self.max_batch and (len(jobs) < self.waiting or not self.queue.empty())
                    and (left := deadline - loop.time()) > 0):
@@ -79,26 +122,22 @@ class MicroBatcher:
             await self._run(jobs, loop)
 
     async def _run(self, jobs: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        jobs = [j for j in jobs if not j.done.done()]
+        if not jobs:
+            return
         noise = np.concatenate([j.noise for j in jobs])  # [B, Z]
         condition = np.concatenate([j.condition for j in jobs])  # [B, C]
         try:
             images = await loop.run_in_executor(self.pool, images_uint8, self.generator.backend, noise, condition)
         except Exception as exc:  # the model failed: every waiting request hears it
             for job in jobs:
-                job.done.set_exception(exc)
+                if not job.done.done():
+                    job.done.set_exception(exc)
             return
         self.batches, self.images = self.batches + 1, self.images + len(images)
         for job, part in zip(jobs, np.split(images, np.cumsum([len(j.noise) for j in jobs])[:-1])):
-            if not job.done.cancelled():
+            if not job.done.done():  # not cancelled meanwhile (its deadline passed)
                 job.done.set_result(part)
-
-
-class BadRequest(CganError):
-    """A request the server refuses with a 4xx status."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def _parse_request(objects: object, n: object, seed: object) -> GenerateRequest:
@@ -116,9 +155,10 @@ def _base64_pngs(images: np.ndarray) -> list[str]:
     return [base64.b64encode(data).decode() for data in png_batch(images)]
 
 
-def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0) -> FastAPI:
-    """The FastAPI app serving ``generator``."""
-    batcher = MicroBatcher(generator, max_batch, wait_ms / 1000)
+def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0,
+               limits: ServeLimits = ServeLimits()) -> FastAPI:
+    """The FastAPI app serving ``generator`` within ``limits`` (queue, deadline, body read timeout)."""
+    batcher = MicroBatcher(generator, max_batch, wait_ms / 1000, limits.max_queue, limits.deadline_s)
     encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (libdeflate releases the GIL)
     sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest() if model_path and model_path.is_file() else None
 
@@ -135,7 +175,8 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
 
     @app.exception_handler(CganError)
     async def refuse(request: Request, exc: CganError) -> JSONResponse:
-        return JSONResponse({"error": first_line(exc, 500)}, status_code=getattr(exc, "status", 400))
+        return JSONResponse({"error": first_line(exc, 500)}, status_code=getattr(exc, "status", 400),
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,7 +196,9 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "device": generator.device, "batches": batcher.batches, "images": batcher.images}
+        return {"status": "ok", "device": generator.device, "batches": batcher.batches, "images": batcher.images,
+                "queued_requests": batcher.waiting, "queued_images": batcher.queued_images,
+                "max_queue": batcher.max_queue, "refused": batcher.refused}
 
     @app.get("/metadata")
     async def metadata() -> dict:
@@ -166,9 +209,12 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
                 "z_dim": meta["z_dim"], "image_size": meta["image_size"], "model_sha256": sha256,
                 "weights_sha256": meta.get("weights_sha256"), "max_n": MAX_N, "max_batch": max_batch}
 
-    @app.post("/generate")
+    @app.post("/generate", openapi_extra=GENERATE_OPENAPI, responses=ERROR_RESPONSES)
     async def generate(request: Request) -> Response:
-        body = await request.body()
+        try:
+            body = await asyncio.wait_for(request.body(), limits.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise BadRequest(f"the request body did not arrive within {limits.body_timeout_s:g} s", 408) from None
         if len(body) > MAX_BODY:
             raise BadRequest(f"request body over {MAX_BODY} bytes", 413)
         try:
@@ -183,8 +229,10 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
         return Response(json.dumps({"objects": names, "n": request.n, "seed": request.seed, "images": pngs}),
                         media_type="application/json")
 
-    @app.get("/grid.png")
-    async def grid(objects: list[str] = Query(default=[]), n: int = 4, seed: int = 0) -> Response:
+    @app.get("/grid.png", responses={200: {"content": {"image/png": {}}, "description": "a captioned grid"},
+                                     **ERROR_RESPONSES})
+    async def grid(objects: list[str] = Query(default=[]), n: int = Query(default=4, ge=1, le=MAX_N),
+                   seed: int = Query(default=0, ge=0, lt=2 ** 63)) -> Response:
         names, images = await draw(_parse_request(objects, n, seed))
         buffer = io.BytesIO()
         captioned_grid(list(images), [", ".join(names)] * len(images), columns=min(len(images), 8), scale=2).save(buffer, "PNG")
