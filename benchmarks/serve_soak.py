@@ -46,6 +46,7 @@ class Tally:
 
     def __init__(self):
         self.lock, self.status, self.latencies, self.images, self.errors = threading.Lock(), Counter(), [], 0, Counter()
+        self.flood: list[tuple[int, float]] = []  # (status, seconds) of each flood request
 
     def add(self, status: int, latency: float | None = None, images: int = 0, error: str | None = None) -> None:
         with self.lock:
@@ -117,16 +118,19 @@ def vanishing_client(port: int, stop: float, tally: Tally) -> None:
 
 def flood(url: str, requests: int, tally: Tally) -> None:
     body = json.dumps({"objects": ["green sphere"], "n": 64, "seed": 0}).encode()
-    threads = [threading.Thread(target=lambda: tally.add(*_flood_one(url, body))) for _ in range(requests)]
+    threads = [threading.Thread(target=lambda: tally.add(*_flood_one(url, body, tally))) for _ in range(requests)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
 
 
-def _flood_one(url: str, body: bytes) -> tuple:
+def _flood_one(url: str, body: bytes, tally: Tally) -> tuple:
+    start = time.perf_counter()
     try:
         status, _ = post(url, body)
+        with tally.lock:
+            tally.flood.append((status, time.perf_counter() - start))
         return (status, None, 64 if status == 200 else 0, None if status in (200, 503, 504) else f"flood answered {status}")
     except OSError as exc:
         return (0, None, 0, f"flood: {type(exc).__name__}")
@@ -185,11 +189,15 @@ def main() -> None:
     print(f"{cpu_model()}; {args.seconds:.0f} s, {args.clients} clients, {args.slow} slow, {args.vanishing} vanishing, "
           f"a flood of {args.flood} x 64 images every {args.flood_every:g} s")
     print("| images/s | p50 (ms) | p99 (ms) | RSS start / peak / end (MB) | errors |\n|---|---|---|---|---|")
-    print(f"| {tally.images / elapsed:.0f} | {np.percentile(lat, 50):.0f} | {np.percentile(lat, 99):.0f} | "
+    p50, p99 = (f"{np.percentile(lat, q):.0f}" if len(lat) else "-" for q in (50, 99))
+    print(f"| {tally.images / elapsed:.0f} | {p50} | {p99} | "
           f"{rss[0]:.0f} / {max(rss):.0f} / {rss[-1]:.0f} | {sum(tally.errors.values())} |")
     print("\n| answer | count |\n|---|---|")
     for status, count in sorted(tally.status.items()):
         print(f"| {names.get(status, status)} | {count} |")
+    for status in sorted({st for st, _ in tally.flood}):
+        secs = [t for st, t in tally.flood if st == status]
+        print(f"flood answers {status}: {len(secs)}, median {np.median(secs) * 1e3:.0f} ms, slowest {max(secs):.2f} s")
     marks = [next(r for r, t in zip(rss[1:], times) if t >= mark) for mark in np.arange(0, elapsed, elapsed / 10)]
     print("\nRSS (MB) at each tenth of the run: " + " ".join(f"{r:.0f}" for r in marks))
     for error, count in tally.errors.most_common():

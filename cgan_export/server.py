@@ -34,14 +34,21 @@ from .runtime import images_uint8
 MAX_N = 64  # images per request
 MAX_BODY = 16 * 1024  # bytes of a request body
 
-# What /openapi.json says of POST /generate (it reads its body itself, to answer malformed JSON with one line).
-GENERATE_OPENAPI = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["objects"], "properties": {
-        "objects": {"type": "array", "items": {"type": "string"}, "description": "one condition: object names, "
-                    "group values or codes, e.g. [\"red cube\", \"blue cylinder\"]"},
-        "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 4},
-        "seed": {"type": "integer", "minimum": 0, "maximum": 2 ** 63 - 1, "default": 0}}}}},
-    "description": f"at most {MAX_BODY} bytes"}}
+MAX_SEED = 2 ** 53 - 1  # the largest integer every JSON parser carries exactly
+
+
+def generate_openapi(names: list[str], max_objects: int) -> dict:
+    """What /openapi.json says of POST /generate's body (it reads the body itself, to answer malformed JSON with
+    one line): the vocabulary's names, at most ``max_objects`` of them, n and seed with their ranges."""
+    return {"requestBody": {"required": True, "description": f"at most {MAX_BODY} bytes", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["objects"], "properties": {
+            "objects": {"type": "array", "items": {"type": "string", "enum": names}, "minItems": 1,
+                        "maxItems": max_objects, "uniqueItems": True,
+                        "description": "one condition: object names, group values or codes"},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 4},
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "default": 0}}}}}}}
+
+
 ERROR = {"content": {"application/json": {"schema": {"type": "object", "required": ["error"],
                                                      "properties": {"error": {"type": "string"}}}}}}
 ERROR_RESPONSES = {
@@ -146,8 +153,8 @@ def _parse_request(objects: object, n: object, seed: object) -> GenerateRequest:
         raise BadRequest('"objects" must be a list of object names, e.g. ["red cube", "blue cylinder"]', 422)
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
         raise BadRequest(f'"n" must be an integer from 1 to {MAX_N}', 422)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
-        raise BadRequest('"seed" must be a non-negative integer', 422)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f'"seed" must be an integer from 0 to {MAX_SEED}', 422)
     return GenerateRequest.of([objects], n, seed)
 
 
@@ -209,7 +216,8 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
                 "z_dim": meta["z_dim"], "image_size": meta["image_size"], "model_sha256": sha256,
                 "weights_sha256": meta.get("weights_sha256"), "max_n": MAX_N, "max_batch": max_batch}
 
-    @app.post("/generate", openapi_extra=GENERATE_OPENAPI, responses=ERROR_RESPONSES)
+    @app.post("/generate", responses=ERROR_RESPONSES,
+              openapi_extra=generate_openapi(list(generator.vocabulary.names), generator.vocabulary.max_objects))
     async def generate(request: Request) -> Response:
         try:
             body = await asyncio.wait_for(request.body(), limits.body_timeout_s)
@@ -232,7 +240,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
     @app.get("/grid.png", responses={200: {"content": {"image/png": {}}, "description": "a captioned grid"},
                                      **ERROR_RESPONSES})
     async def grid(objects: list[str] = Query(default=[]), n: int = Query(default=4, ge=1, le=MAX_N),
-                   seed: int = Query(default=0, ge=0, lt=2 ** 63)) -> Response:
+                   seed: int = Query(default=0, ge=0, le=MAX_SEED)) -> Response:
         names, images = await draw(_parse_request(objects, n, seed))
         buffer = io.BytesIO()
         captioned_grid(list(images), [", ".join(names)] * len(images), columns=min(len(images), 8), scale=2).save(buffer, "PNG")

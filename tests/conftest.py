@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,33 @@ SMALL_CONFIGS = {
     "acgan": {"z_dim": 16},
     "sagan": {"z_dim": 16, "ngf": 8, "condition_dim": 16},
 }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def live_server(command: list[str], **popen):
+    """Start ``python COMMAND`` from the checkout (``{port}`` in it becomes a free port), wait until its /health
+    answers; yield ``(process, port)``; stop it after."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
+    proc = subprocess.Popen([sys.executable, *(a.format(port=port) for a in command)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from PIL import Image
 from cgan_export import Generator
 from cgan_export.server import MAX_BODY, MAX_N, create_app
 
+from .conftest import ROOT, live_server
+
 
 @pytest.fixture()
 def served(exported_best):
@@ -114,37 +116,17 @@ def test_the_web_page_shows_generated_images_in_a_real_headless_browser(model, q
     """Chromium (Debian's package) loads the page, which fills its form from the URL, posts and shows n images."""
     import re
     import shutil
-    import socket
     import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("needs Chromium (apt-get install chromium)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(__file__).resolve().parent.parent
-    extra = ["--model", str(root / "exported" / model)] if model else []
-    server = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port), "--device", "cpu", *extra], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+    extra = ["--model", str(ROOT / "exported" / model)] if model else []
+    with live_server(["cli.py", "serve", "--port", "{port}", "--device", "cpu", *extra]) as (_, port):
         url = f"http://127.0.0.1:{port}/?{query}&n=5&seed=3"
         dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
                               f"--user-data-dir={tmp_path}", "--dump-dom", url],
                              capture_output=True, text=True, timeout=120).stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]*)"', dom)
     assert images == [caption] * 5, dom[-1500:]
     captions = re.findall(r"<figcaption>([^<]*) <a ", dom)  # a caption and a PNG download link under each image

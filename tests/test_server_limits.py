@@ -4,16 +4,13 @@ read timeouts, and a drain on SIGTERM that answers the requests in flight and ex
 import base64
 import io
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +21,7 @@ from cgan_export import Generator
 from cgan_export.hosting import ServeLimits
 from cgan_export.server import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
-
+from .conftest import live_server
 
 class SlowBackend:
     """A backend that takes ``seconds`` per model call: requests pile up in the queue as under a flood."""
@@ -99,22 +95,9 @@ print("drained", flush=True)
 
 @pytest.fixture()
 def server(exported_best):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(exported_best / "generator.onnx"), str(port)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield proc, port
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    with live_server(["-c", SERVER, str(exported_best / "generator.onnx"), "{port}"], stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True) as (proc, port):
+        yield proc, port
 
 
 def _post(port: int, body: dict) -> int:
