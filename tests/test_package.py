@@ -72,22 +72,23 @@ def test_the_wheel_installs_without_torch_and_generates_and_serves_from_another_
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python, cli = env_dir / "bin" / "python", env_dir / "bin" / "cgan-export"
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout's may leak in
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True,
-                             timeout=1200)
+                             timeout=1200, env=clean)
     assert install.returncode == 0, install.stderr[-3000:]
-    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True).returncode != 0  # no torch
+    assert subprocess.run([str(python), "-c", "import torch"], capture_output=True, env=clean).returncode != 0  # no torch
     work = tmp_path / "elsewhere"
     work.mkdir()
     result = subprocess.run([str(cli), "generate", "red cube", "-n", "2", "--out", "out", "--device", "cpu"], cwd=work,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, env=clean)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((work / "out").glob("red-cube_*.png"))) == 2
-    result = subprocess.run([str(cli), "train"], cwd=work, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([str(cli), "train"], cwd=work, capture_output=True, text=True, timeout=300, env=clean)
     assert result.returncode == 1 and result.stderr.strip() == f"error: train {TRAIN_LINE}", result.stderr[-2000:]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--device", "cpu"], cwd=work,
+    server = subprocess.Popen([str(cli), "serve", "--port", str(port), "--device", "cpu"], cwd=work, env=clean,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         health = None
