@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import os
 import sys
@@ -67,6 +68,7 @@ def resolve_device(device: str) -> str:
     return "cuda" if usable else "cpu"
 
 
+@functools.cache  # loading is process-wide: cuda_usable and every CUDA session share the first answer
 def _load_cuda_libraries() -> bool:
     """Load the CUDA and cuDNN libraries ONNX Runtime's CUDA provider links against: from the nvidia-* wheels of
     the CUDA major onnxruntime-gpu was built for (``preload_dlls``: the ``[cuda]`` extra), else through torch's;

@@ -10,9 +10,8 @@ from cgan_export.checkpoint import load_generator
 from cgan_export.export import export
 from training.loop import RunOptions, train
 from training.models import autocast_for
-from training.options import budget_steps
 from training.steps import lr_factor
-from training.presets import PRESETS, get_preset, parse_overrides
+from training.presets import PRESETS, budget_steps, get_preset, parse_overrides
 
 TINY = {  # small widths so every preset trains in seconds
     "best": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16},

@@ -33,9 +33,9 @@ from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
 from .models import Models, autocast_for, channels_last_for
-from .options import RunOptions, budget_steps, describe_device, torch_device
+from .options import RunOptions, describe_device, torch_device
 from .pair_distances import mode_seeking_caps
-from .presets import TrainConfig, for_device
+from .presets import TrainConfig, budget_steps, for_device
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, save_sample_grid
 from .run_folder import PREVIOUS, RunFolderLock, rng_state, save_atomic, save_last, save_snapshot

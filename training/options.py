@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from cgan_export.runtime import cpu_model, torch_device as runtime_torch_device
-
-from .presets import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -30,13 +27,6 @@ class RunOptions:
     threads: int = 0  # CPU threads (0: torch's default)
     show_progress: bool = True  # a progress bar on stderr
     command: str | None = None  # the command line that asked for this run (recorded in every checkpoint)
-
-
-def budget_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
-    """The run's budget in iterations for a budget in epochs; None for a budget in minutes."""
-    if not config.epochs:
-        return None
-    return max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
 def torch_device(name: str) -> torch.device:

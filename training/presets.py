@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -159,6 +160,13 @@ def for_device(config: TrainConfig, device_type: str) -> TrainConfig:
     ratio = config.gpu_batch_size / config.batch_size
     return replace(config, batch_size=config.gpu_batch_size, lr_g=config.lr_g * ratio ** 0.5,
                    lr_d=config.lr_d * ratio ** 0.5, ema_decay=config.ema_decay ** ratio if config.ema_decay else 0.0)
+
+
+def budget_steps(config: TrainConfig, steps_per_epoch: int) -> int | None:
+    """The run's budget in iterations for a budget in epochs; None for a budget in minutes."""
+    if not config.epochs:
+        return None
+    return max(1, math.ceil(config.epochs * steps_per_epoch))
 
 
 def describe_schedule(config: TrainConfig) -> str:

@@ -8,8 +8,7 @@ import torch.nn as nn
 from . import losses
 from .augment import diff_augment
 from .models import Models
-from .options import budget_steps
-from .presets import TrainConfig
+from .presets import TrainConfig, budget_steps
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int, elapsed: float) -> float:
