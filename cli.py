@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -16,8 +17,9 @@ import typer
 
 from cgan_export.errors import CganError, missing_extra
 from cgan_export.help_text import PRESET_SCHEDULES, examples
-from cgan_export.contract import EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
+from cgan_export.contract import ALL_FORMATS, EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
 from cgan_export.paths import EXPORTED_DIR as EXPORTED
+from cgan_export.precision import PRECISIONS
 from cgan_export.runtime import BACKENDS, DEVICES
 
 # The training package: ``training/`` in a checkout, ``cgan_export.training`` in an installed wheel (which puts
@@ -38,8 +40,12 @@ guide_app = typer.Typer(help="The guide classifier: a small frozen classifier wh
                              "(--set guide_weight=W); never the evaluator.", no_args_is_help=True)
 app.add_typer(guide_app, name="guide")
 
+Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)  # auto, fp32, int8
 DataOption = Annotated[Optional[Path], typer.Option("--data", help="Data folder in the lab layout, e.g. ../shared/anime-faces "
                                                     "(default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
+PrecisionOption = Annotated[Precision, typer.Option(help="ONNX on the CPU: auto runs the int8 file beside the model "
+                                                   "(generator.int8.onnx) where this CPU runs it faster (measured "
+                                                   "once, recorded); fp32 or int8 choose.")]
 EvaluatorOption = Annotated[Optional[Path], typer.Option("--evaluator", help="Evaluator file (default: the shipped one "
                                                          "whose classes are the data's or model's).")]
 
@@ -54,6 +60,8 @@ Device = choices("Device", DEVICES)  # auto, cuda, cpu
 Stem = choices("Stem", STEMS)  # the evaluator's ResNet-18 stems
 ExportFormatChoice = choices("ExportFormatChoice", [f for f in EXPORT_FORMATS if f != "onnx-fp16"] + ["all"])
 OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)  # png, npz
+TritonKind = choices("TritonKind", ("auto", "gpu", "cpu"))
+Engine = choices("Engine", ("local", "ray"))
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -160,8 +168,15 @@ def command_line() -> str:
 @friendly_errors
 def export(
     checkpoint: Annotated[Path, typer.Option(help="Generator checkpoint (best.pt of a run).")],
-    format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript or all.")] = ExportFormatChoice("all"),
+    format: Annotated[ExportFormatChoice, typer.Option("--format", help="onnx, torchscript, all (both), onnx-int8 "
+                                                       "(CPU int8: sub-pixel Convs, static QDQ), or triton (a Triton "
+                                                       "model repository in --out).")] = ExportFormatChoice("all"),
     out: Annotated[Path, typer.Option(help="Output folder.")] = EXPORTED,
+    triton_kind: Annotated[TritonKind, typer.Option(help="triton: the instances' kind (auto: GPU when CUDA is usable "
+                                                    "here).")] = TritonKind("auto"),
+    data: Annotated[Optional[Path], typer.Option(help="onnx-int8: calibrate on this folder's training conditions "
+                                                 "(default: $CGAN_EXPORT_DATA or ../shared/iclevr when its "
+                                                 "vocabulary is the model's, else conditions drawn from it).")] = None,
     fp16: Annotated[bool, typer.Option(help="Also write an fp16 ONNX for CUDA (float32 inputs/outputs).")] = False,
     truncation: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Scale the noise by this inside the "
                                                         "model (truncation trick: less variety, images nearer the "
@@ -170,10 +185,16 @@ def export(
     """Export a generator checkpoint to ONNX / TorchScript with metadata, checking parity against PyTorch."""
     from cgan_export.export import export as run_export
 
-    formats = [f for f in EXPORT_FORMATS if f != "onnx-fp16"] if format.value == "all" else [format.value]
+    from training.calibration import int8_calibration
+
+    formats = list(ALL_FORMATS) if format.value == "all" else [format.value]
     if fp16:
         formats.append("onnx-fp16")
-    run_export(checkpoint, formats, out, report=typer.echo, truncation=truncation)
+    from cgan_export.export import ExportOptions
+
+    options = int8_calibration(checkpoint, data) if "onnx-int8" in formats else ExportOptions()
+    options = dataclasses.replace(options, triton_kind=triton_kind.value)
+    run_export(checkpoint, formats, out, report=typer.echo, truncation=truncation, options=options)
     typer.echo(f"manifest: {out / 'manifest.json'}")
 
 
@@ -194,6 +215,11 @@ def generate(
     file_format: Annotated[OutputFormat, typer.Option("--format", help="png: one file per image (and grid.png); npz: "
                                                       "shards of 10,000 images with their conditions and noise rows.")] = OutputFormat("png"),
     workers: Annotated[int, typer.Option(min=0, help="Threads that each draw, encode and write a batch (0: one per CPU).")] = 0,
+    precision: PrecisionOption = Precision("auto"),
+    engine: Annotated[Engine, typer.Option(help="local: threads in this process; ray: Ray Data actors (the scale "
+                                           "extra), the same files.")] = Engine("local"),
+    ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: join this cluster (default: a local Ray "
+                                                       "on this machine's CPUs).")] = None,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
     from cgan_export.api import GenerateRequest, Generator
@@ -201,9 +227,10 @@ def generate(
 
     request = GenerateRequest.of(read_conditions(objects, conditions), n=n, seed=seed)
     output = FolderOutput(out=out, file_format=file_format.value, scale=scale, grid=not no_grid, batch_size=batch_size,
-                          workers=workers)
-    result = generate_to_folder(Generator.load(model, backend.value, device.value), request, output)
-    typer.echo(f"{result['images']} images ({backend.value} on {result['device']}, "
+                          workers=workers, engine=engine.value, ray_address=ray_address)
+    generator = Generator.load(model, backend.value, device.value, precision.value)
+    result = generate_to_folder(generator, request, output)
+    typer.echo(f"{result['images']} images ({backend.value} {generator.metadata.get('precision', 'fp32')} on {result['device']}, "
                f"{result['images_per_second']:.0f} img/s) written to {out}")
     if result["grid"]:
         typer.echo(f"grid: {result['grid']}")
@@ -228,50 +255,9 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
     """Lab accuracy (mean ± std over seeds) per condition file, and the scorecard beside the real data's."""
-    from cgan_export import scorecard as cards
-    from cgan_export.errors import DatasetError
-    from cgan_export.evaluate import evaluate_sets
-    from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
-    from cgan_export.io import write_json
-    from cgan_export.runtime import open_backend
-    from cgan_export.vocabulary import read_condition_file
-    load_dataset, load_vocabulary, resolve_data_root, evaluation_conditions = training_names(
-        "data", "load_dataset", "load_vocabulary", "resolve_data_root", "evaluation_conditions")
-    build_reference, = training_names("reference", "build_reference")
-
-    root = resolve_data_root(data)
-    vocabulary = load_vocabulary(root)
-    sets = ({p.name: read_condition_file(p) for p in conditions} if conditions else
-            {f"{name}.json" if (root / f"{name}.json").is_file() else name: c
-             for name, c in evaluation_conditions(root, vocabulary).items()})
-    scorer = load_evaluator(evaluator or shipped_evaluator(vocabulary))
-    check_scores(scorer, vocabulary, f"the data's in {root}")
-    reference = None
-    if with_scorecard:
-        try:
-            reference = build_reference(load_dataset(root), scorer)
-        except DatasetError as exc:  # a data folder too small for the real-data figures
-            typer.echo(f"scorecard skipped: {exc}", err=True)
-    rows = {"real data": reference.real_figures()} if reference else {}
-    results = {}
-    for path in model or [None]:
-        runner = open_backend(path, backend.value, device.value)
-        name = str(path or "exported (shipped)")
-        results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
-        for file_name, r in results[name]["accuracy"].items():
-            worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
-            typer.echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
-                       f"{first_seed}-{first_seed + seeds - 1} (min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
-                       + ", ".join(f"{k} {v:.2f}" for k, v in worst)
-                       + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
-        if reference:
-            rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
-    if rows:
-        typer.echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items()}))
-    if report:
-        write_json(report, {"backend": backend.value, "selection_rule": cards.SELECTION_RULE,
-                            "real data": rows.get("real data"), "models": results})
-        typer.echo(f"report: {report}")
+    evaluate_models, = training_names("model_scores", "evaluate_models")
+    evaluate_models(model or [None], backend.value, device.value, data, conditions, seeds, first_seed, evaluator,
+                    with_scorecard, report, echo=typer.echo)
 
 
 @app.command(epilog=examples("serve"))
@@ -288,6 +274,7 @@ def serve(
     deadline_seconds: Annotated[float, typer.Option(min=0.1, help="A request not answered by then gets 504.")] = 30.0,
     drain_seconds: Annotated[float, typer.Option(min=1.0, help="On SIGTERM or Ctrl-C, how long requests in flight "
                                                  "get to finish before the server exits.")] = 30.0,
+    precision: PrecisionOption = Precision("auto"),
 ) -> None:
     """HTTP server: GET / (web page), /health, /metadata, /grid.png; POST /generate; concurrent requests
     micro-batched, the queue bounded; SIGTERM or Ctrl-C drains the requests in flight, then exits 0."""
@@ -296,7 +283,7 @@ def serve(
     from cgan_export.server import create_app
 
     limits = ServeLimits(max_queue=max_queue, deadline_s=deadline_seconds, drain_s=drain_seconds)
-    generator = Generator.load(model, "onnx", device.value)
+    generator = Generator.load(model, "onnx", device.value, precision.value)
     app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms, limits=limits)
     run(app_, host, port, limits, on_listening=lambda: typer.echo(
         f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops"))

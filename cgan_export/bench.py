@@ -1,4 +1,5 @@
-"""Side-by-side inference benchmark: torch eager, TorchScript and ONNX Runtime, with a matmul roofline."""
+"""Side-by-side inference benchmark: torch eager (fp32, bf16), TorchScript and ONNX Runtime (fp32, int8), with a
+matmul roofline."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Callable
 import torch
 
 from .export import export, parity_inputs
-from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
+from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cpu_model, cuda_usable
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -75,14 +76,25 @@ def flops_per_image(net: torch.nn.Module, z_dim: int, num_classes: int) -> float
     return float(counter.get_total_flops())
 
 
+class TorchBf16Backend(TorchBackend):
+    """Eager PyTorch under ``torch.autocast("cpu", dtype=torch.bfloat16)``: what a plain torch user runs on a CPU
+    with bf16 instructions (AMX, AVX512-BF16), the strongest CPU peer of the int8 file."""
+
+    def run(self, noise, condition):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return super().run(noise, condition)
+
+
 def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
     """Export ``checkpoint`` into ``folder`` and open every backend on it (CUDA ones when usable)."""
-    formats = ["onnx", "torchscript"] + (["onnx-fp16"] if cuda_usable() else [])
+    formats = ["onnx", "torchscript", "onnx-int8"] + (["onnx-fp16"] if cuda_usable() else [])
     export(checkpoint, formats, folder, report=lambda _: None)
     runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu"),
+                                  "torch eager bf16": TorchBf16Backend(checkpoint, "cpu"),
                                   "torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
                                   "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
-                                  "onnxruntime cpu unsliced": OnnxBackend(folder / "generator.onnx", "cpu", slices=False)}
+                                  "onnxruntime cpu unsliced": OnnxBackend(folder / "generator.onnx", "cpu", slices=False),
+                                  "onnxruntime cpu int8": OnnxBackend(folder / "generator.int8.onnx", "cpu")}
     if cuda_usable():
         runners["torch eager cuda"] = TorchBackend(checkpoint, "cuda")
         runners["onnxruntime cuda"] = OnnxBackend(folder / "generator.onnx", "cuda")
@@ -99,6 +111,7 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         meta = eager.metadata
         flops = flops_per_image(eager.net, meta["z_dim"], meta["num_classes"])
         roofs = {"cpu": matmul_gflops()}
+        echo(f"cpu: {cpu_model()}")
         echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roofs['cpu']:.0f} GFLOP/s "
              f"(fp32, {torch.get_num_threads()} threads)")
         if any("cuda" in name for name in runners):

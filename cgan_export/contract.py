@@ -17,7 +17,8 @@ from .condition_kinds import vocabulary_from_fields
 from .errors import ModelFileError
 from .vocabulary import Vocabulary
 
-EXPORT_FORMATS = ("onnx", "torchscript", "onnx-fp16")  # what `export` writes (cgan_export.export.FORMATS)
+EXPORT_FORMATS = ("onnx", "torchscript", "onnx-fp16", "onnx-int8", "triton")  # what `export` writes (cgan_export.export.FORMATS)
+ALL_FORMATS = ("onnx", "torchscript")  # what `export --format all` writes (fp16, int8 and triton are asked for by name)
 OUTPUT_FORMATS = ("png", "npz")  # what `generate` writes
 STEMS = ("imagenet", "no-maxpool", "conv3x3")  # the evaluator's ResNet-18 stems (cgan_export.evaluator)
 FORMAT_VERSION = 1  # of the metadata and of generator checkpoints

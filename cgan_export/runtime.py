@@ -123,16 +123,24 @@ def usable_cpus() -> list[int]:
 SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # what CPU speed figures depend on
 
 
-def cpu_model() -> str:
-    """The CPU's model name and its speed-relevant flags, as ``lscpu`` shows them (speed figures name it)."""
-    name, flags = "unknown CPU", set()
+def _cpuinfo(key: str) -> str:
+    """The first value of ``key`` in /proc/cpuinfo ('' where there is none: not Linux)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and name == "unknown CPU":
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags, as ``lscpu`` shows them (empty where /proc/cpuinfo is not)."""
+    return set(_cpuinfo("flags").split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its speed-relevant flags, as ``lscpu`` shows them (speed figures name it)."""
+    name, flags = _cpuinfo("model name") or "unknown CPU", cpu_flags()
     shown = [f for f in SPEED_FLAGS if f in flags]
     return f"{name} ({len(usable_cpus())} cores{'; ' + ' '.join(shown) if shown else ''})"
 

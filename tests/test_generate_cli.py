@@ -198,9 +198,9 @@ def test_bench_prints_ratios_to_eager_side_by_side(exported_best):
     code, text = _cli("bench", "--checkpoint", exported_best / "generator.pt", "--batch-sizes", "1,2", "--repeats", 3)
     assert code == 0, text
     assert "matmul roofline" in text and "x eager per round (quartiles)" in text
-    for backend in ("torch eager", "torchscript", "onnxruntime cpu"):
+    for backend in ("torch eager", "torch eager bf16", "torchscript", "onnxruntime cpu", "onnxruntime cpu int8"):
         assert text.count(f"| {backend} |") == 2
-    assert "1.00x" in text
+    assert "1.00x" in text and "cpu: " in text  # the CPU model and flags beside the figures
 
 
 def test_evaluate_first_seed_scores_the_seeds_it_names(exported_best, random_evaluator, data_root, tmp_path):

@@ -1,0 +1,60 @@
+"""`evaluate`: lab accuracy over noise seeds per condition file, and the scorecard beside the real data's."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from cgan_export import scorecard as cards
+from cgan_export.errors import DatasetError
+from cgan_export.evaluate import evaluate_sets
+from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
+from cgan_export.io import write_json
+from cgan_export.runtime import open_backend
+from cgan_export.vocabulary import read_condition_file
+
+from .data import evaluation_conditions, load_dataset, load_vocabulary, resolve_data_root
+from .reference import build_reference
+
+
+def evaluate_models(models: list[Path | None], backend: str, device: str, data: Path | None,
+                    conditions: list[Path] | None, seeds: int, first_seed: int, evaluator: Path | None,
+                    with_scorecard: bool, report: Path | None, echo: Callable[[str], None] = print) -> dict:
+    """Score each model (None: the shipped one) on the data folder's condition sets (or ``conditions`` files)
+    over ``seeds`` noise seeds from ``first_seed``; print a line per set and the scorecard table; write the JSON
+    ``report`` when given.  Returns the results by model name."""
+    root = resolve_data_root(data)
+    vocabulary = load_vocabulary(root)
+    sets = ({p.name: read_condition_file(p) for p in conditions} if conditions else
+            {f"{name}.json" if (root / f"{name}.json").is_file() else name: c
+             for name, c in evaluation_conditions(root, vocabulary).items()})
+    scorer = load_evaluator(evaluator or shipped_evaluator(vocabulary))
+    check_scores(scorer, vocabulary, f"the data's in {root}")
+    reference = None
+    if with_scorecard:
+        try:
+            reference = build_reference(load_dataset(root), scorer)
+        except DatasetError as exc:  # a data folder too small for the real-data figures
+            print(f"scorecard skipped: {exc}", file=sys.stderr)
+    rows = {"real data": reference.real_figures()} if reference else {}
+    results = {}
+    for path in models:
+        runner = open_backend(path, backend, device)
+        name = str(path or "exported (shipped)")
+        results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
+        for file_name, r in results[name]["accuracy"].items():
+            worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
+            echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
+                       f"{first_seed}-{first_seed + seeds - 1} (min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
+                       + ", ".join(f"{k} {v:.2f}" for k, v in worst)
+                       + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
+        if reference:
+            rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
+    if rows:
+        echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items()}))
+    if report:
+        write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
+                            "real data": rows.get("real data"), "models": results})
+        echo(f"report: {report}")
+    return results
