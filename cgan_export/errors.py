@@ -29,7 +29,7 @@ class MissingExtraError(CganError):
 
 # The modules each optional extra brings (pyproject.toml's [project.optional-dependencies]) and what it is for.
 EXTRAS = {"torch": "train", "torchvision": "train", "onnx": "train", "onnxscript": "train", "matplotlib": "train",
-          "ray": "scale"}
+          "ray": "scale", "tritonclient": "scale"}
 EXTRA_NAMES = {"train": "training", "scale": "scale-out"}
 
 

@@ -9,6 +9,7 @@ disk leaves no half-written file.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
 SHARD_IMAGES = 10_000  # images per .npz shard
+ENGINES = ("local", "ray")  # where generate runs: threads in this process, or Ray Data actors
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class FolderOutput:
     grid: bool = True  # a captioned grid.png for small requests
     batch_size: int = 256  # images per inference batch
     workers: int = 0  # threads that each draw, encode and write a batch (0: one per usable CPU)
+    engine: str = "local"  # local: threads in this process; ray: Ray Data actors (cgan_export.ray_engine)
+    ray_address: str | None = None  # ray: a cluster to join (None: a local Ray on this machine's CPUs)
 
 
 def read_conditions(objects: Sequence[str] | None, conditions_file: Path | None) -> list[list[str]]:
@@ -80,11 +84,17 @@ def generate_to_folder(gen: Generator, request: GenerateRequest, output: FolderO
     ``noise_row`` and ``seed``: image k of a run is row k of the seed's noise stream)."""
     if output.file_format not in OUTPUT_FORMATS:
         raise CganError(f"unknown output format {output.file_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    if output.engine not in ENGINES:
+        raise CganError(f"unknown engine {output.engine!r}; choose one of {', '.join(ENGINES)}")
+    if output.engine == "ray" and not hasattr(gen.backend, "session"):
+        raise CganError("--engine ray runs the ONNX backend (its actors open the .onnx file)")
     conditions, n, seed = [list(c) for c in request.conditions], request.n, request.seed
     canonical, multi_hot = gen.parse(conditions)  # validates every name before any write; multi-hot [C, num_classes]
     out = ensure_writable_dir(Path(output.out))
     stems = [slug(names) if len(conditions) == 1 else f"{c:03d}_{slug(names)}" for c, names in enumerate(canonical)]
     npz = output.file_format == "npz"
+    if output.engine == "ray":
+        return _generate_on_ray(gen, request, output, multi_hot, canonical, stems, out)
     work, batch_size = ((lambda b: b), max(output.batch_size, 256)) if npz else \
         (_png_writer(stems, out, output.scale), output.batch_size)
     kept, captions, count, start = [], [], 0, time.time()
@@ -102,11 +112,38 @@ def generate_to_folder(gen: Generator, request: GenerateRequest, output: FolderO
             captions.extend(", ".join(canonical[c]) for c in batch.condition_index[:len(take)])
     if shard:
         _write_shard(shard, multi_hot, seed, out)
+    return _summary(gen, output, n, count, kept, captions, start, out)
+
+
+def _summary(gen: Generator, output: FolderOutput, n: int, count: int, kept: list, captions: list[str], start: float,
+             out: Path) -> dict:
+    """The grid (for PNG requests with images kept) and the figures ``generate_to_folder`` returns."""
     elapsed = time.time() - start
     grid_path = None
-    if output.grid and kept and not npz:
+    if output.grid and kept and output.file_format == "png":
         columns = n if 1 < n <= 16 else 8
         grid_path = save_grid(kept, captions, out / "grid.png", columns=min(columns, len(kept)),
                               scale=max(1, output.scale // 2))
     return {"images": count, "grid": grid_path, "seconds": elapsed, "images_per_second": count / max(elapsed, 1e-9),
-            "device": gen.device}
+            "device": gen.device, "engine": output.engine}
+
+
+def _generate_on_ray(gen: Generator, request: GenerateRequest, output: FolderOutput, multi_hot: np.ndarray,
+                     canonical: list[list[str]], stems: list[str], out: Path) -> dict:
+    """``generate_to_folder`` on Ray Data: the same files, each task a PNG batch or one ``.npz`` shard."""
+    from .ray_engine import RayOptions, run_tasks
+
+    start = time.time()
+    if output.file_format == "npz":
+        writer, task_images = functools.partial(_write_one_shard, multi_hot=multi_hot, seed=request.seed, out=out), SHARD_IMAGES
+    else:
+        writer, task_images = _png_writer(stems, out, output.scale), output.batch_size
+    count, first = run_tasks(gen, Path(gen.backend.session.path), request, multi_hot, writer, task_images,
+                             RayOptions(address=output.ray_address))
+    kept = [image for images in first for image in images][:MAX_GRID_IMAGES] if output.grid else []
+    captions = [", ".join(canonical[k // request.n]) for k in range(len(kept))]
+    return _summary(gen, output, request.n, count, kept, captions, start, out)
+
+
+def _write_one_shard(batch: Batch, multi_hot: np.ndarray, seed: int, out: Path) -> None:
+    _write_shard([batch], multi_hot, seed, out)
