@@ -31,8 +31,11 @@ DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
 FIDELITY_TARGET = 1.5  # Fréchet distance / real floor
 SELECTION_RULE = (f"mean lab accuracy x min(1, min(diversity, layout diversity) / {DIVERSITY_TARGET}) "
                   f"x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))")
-# InfoGAN runs have no labels: the Q head's recovery of the categorical code takes the accuracy's place.
-INFO_SELECTION_RULE = f"categorical code recovery x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))"
+# InfoGAN runs have no labels: the Q head's recovery of the categorical code takes the accuracy's place, and the
+# noise must still move the image with the codes fixed (noise spread, generated / real; real = 1.0).
+NOISE_SPREAD_TARGET = 0.5
+INFO_SELECTION_RULE = (f"categorical code recovery x min(1, noise spread / {NOISE_SPREAD_TARGET}) "
+                       f"x min(1, {FIDELITY_TARGET} / (Fréchet distance / real floor))")
 
 
 def pixel_diversity(groups: list[np.ndarray]) -> float:
@@ -159,6 +162,26 @@ def fidelity(generate: GenerateFn, z_dim: int, reference: RealReference, evaluat
     precision, recall = precision_recall(reference.held_features, fake)
     return {"frechet": frechet, "frechet_floor": floor, "fidelity": frechet / floor,
             "precision": precision, "recall": recall, "feature_images": len(conditions)}
+
+
+def noise_spread(generate: GenerateFn, z_dim: int, codes: np.ndarray, real_images: np.ndarray, noises: int = 16,
+                 seed: int = 2) -> dict:
+    """How much the noise moves the image with the codes fixed: the mean per-pixel std over ``noises`` draws for
+    each row of ``codes`` [R, C], divided by the per-pixel std over ``real_images`` [M, 3, H, W] (random real
+    images: what varies between any two). 0: the codes carry all the variation; 1: as varied as the data."""
+    cond = np.repeat(codes.astype(np.float32), noises, axis=0)  # [R * noises, C]
+    fake = generate(make_noise(len(cond), z_dim, seed), cond)
+    generated = pixel_diversity(np.split(fake, len(codes)))
+    real = pixel_diversity([real_images])
+    return {"noise_spread": generated / real, "noise_spread_std_generated": generated, "noise_spread_std_real": real,
+            "noise_spread_codes": len(codes), "noise_spread_noises": noises}
+
+
+def info_selection_score(recovery: float, card: dict) -> float:
+    """The number an InfoGAN run's ``best.pt`` is picked by (``INFO_SELECTION_RULE``)."""
+    spread = card.get("noise_spread", NOISE_SPREAD_TARGET)  # older records: no spread figure
+    return (recovery * min(1.0, spread / NOISE_SPREAD_TARGET)
+            * min(1.0, FIDELITY_TARGET / max(card["fidelity"], 1e-9)))
 
 
 def selection_score(accuracy: float, card: dict) -> float:

@@ -92,10 +92,14 @@ class InfoScorer(RunScorer):
         self.codes = vocabulary.sample(images, np.random.default_rng(0))  # [M, K + 2] fixed over the run
         self.sets = {"codes": [vocabulary.decode(row) for row in np.eye(len(vocabulary), dtype=np.float32)[:vocabulary.categories]]}
         self.reference, self.note = _reference(data, evaluator)
+        if self.reference is not None:  # random real faces: every set's images, a fixed sample of 256
+            pool = np.concatenate(self.reference.set_images)  # [sum n_s, 3, H, W]
+            self.real_sample = pool[np.random.default_rng(0).permutation(len(pool))[:256]]
 
     @torch.no_grad()
     def score(self, g: nn.Module, device: torch.device) -> dict:
-        """``info`` (code recovery), ``scorecard`` (fidelity figures) and the ``selection`` value."""
+        """``info`` (code recovery), ``scorecard`` (fidelity figures and the noise spread at fixed codes) and the
+        ``selection`` value."""
         generate = torch_generate(g, device)
         metrics: dict = {"info": code_recovery(generate, self.d, self.codes, self.vocabulary, g.config.z_dim, device)}
         metrics["score"] = metrics["info"]["categorical_accuracy"]
@@ -103,8 +107,9 @@ class InfoScorer(RunScorer):
         if self.reference is not None:
             codes = self.vocabulary.sample(len(self.reference.held_conditions), np.random.default_rng(1))
             card = scorecard.fidelity(generate, g.config.z_dim, self.reference, self.evaluator, codes, seed=1)
+            card.update(scorecard.noise_spread(generate, g.config.z_dim, self.codes[:32], self.real_sample))
             metrics["scorecard"] = card
-            metrics["selection"] *= min(1.0, scorecard.FIDELITY_TARGET / max(card["fidelity"], 1e-9))
+            metrics["selection"] = scorecard.info_selection_score(metrics["score"], card)
         return metrics
 
 
