@@ -62,6 +62,8 @@ ExportFormatChoice = choices("ExportFormatChoice", [f for f in EXPORT_FORMATS if
 OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)  # png, npz
 TritonKind = choices("TritonKind", ("auto", "gpu", "cpu"))
 Engine = choices("Engine", ("local", "ray"))
+RayAddressOption = Annotated[Optional[str], typer.Option(help="--engine ray: join this cluster (default: a local Ray "
+                                                         "on this machine's CPUs).")]
 
 
 def friendly_errors(fn: Callable) -> Callable:
@@ -218,8 +220,7 @@ def generate(
     precision: PrecisionOption = Precision("auto"),
     engine: Annotated[Engine, typer.Option(help="local: threads in this process; ray: Ray Data actors (the scale "
                                            "extra), the same files.")] = Engine("local"),
-    ray_address: Annotated[Optional[str], typer.Option(help="--engine ray: join this cluster (default: a local Ray "
-                                                       "on this machine's CPUs).")] = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Generate images for one condition (positional names) or a file of conditions."""
     from cgan_export.api import GenerateRequest, Generator
@@ -275,6 +276,10 @@ def serve(
     drain_seconds: Annotated[float, typer.Option(min=1.0, help="On SIGTERM or Ctrl-C, how long requests in flight "
                                                  "get to finish before the server exits.")] = 30.0,
     precision: PrecisionOption = Precision("auto"),
+    engine: Annotated[Engine, typer.Option(help="local: this process; ray: Ray Serve (the scale extra), the same API.")] = Engine("local"),
+    ray_address: RayAddressOption = None,
+    replicas: Annotated[int, typer.Option(min=1, help="--engine ray: model replicas (one CPU each).")] = 1,
+    max_replicas: Annotated[int, typer.Option(min=0, help="--engine ray: autoscale up to this many replicas.")] = 0,
 ) -> None:
     """HTTP server: GET / (web page), /health, /metadata, /grid.png; POST /generate; concurrent requests
     micro-batched, the queue bounded; SIGTERM or Ctrl-C drains the requests in flight, then exits 0."""
@@ -283,10 +288,19 @@ def serve(
     from cgan_export.server import create_app
 
     limits = ServeLimits(max_queue=max_queue, deadline_s=deadline_seconds, drain_s=drain_seconds)
-    generator = Generator.load(model, "onnx", device.value, precision.value)
-    app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms, limits=limits)
-    run(app_, host, port, limits, on_listening=lambda: typer.echo(
-        f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops"))
+    generator = Generator.load(model, "onnx", device.value, precision.value)  # a bad file fails here, before Ray
+    if engine.value == "ray":
+        from cgan_export.ray_serving import RayServeOptions, serve_on_ray
+
+        options = RayServeOptions(ray_address, replicas, max_replicas, max_batch=max_batch, wait_ms=wait_ms)
+        path = generator.backend.session.path  # the file chosen for --precision
+        serve_on_ray(path, host, port, limits, options, on_listening=lambda: typer.echo(
+            f"serving {path} on Ray Serve at http://{host}:{port}; Ctrl-C stops"))
+    else:
+        app_ = create_app(generator, model or EXPORTED / "generator.onnx", max_batch=max_batch, wait_ms=wait_ms,
+                          limits=limits)
+        run(app_, host, port, limits, on_listening=lambda: typer.echo(
+            f"serving {model or 'the shipped model'} on http://{host}:{port} ({generator.device}); Ctrl-C stops"))
     typer.echo("stopped: requests in flight answered")
 
 

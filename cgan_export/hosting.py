@@ -101,13 +101,8 @@ def protocol(limits: ServeLimits) -> type:
     return type(base.__name__, (base,), {"header_timeout_s": limits.header_timeout_s})
 
 
-def run(app, host: str, port: int, limits: ServeLimits, on_listening: Callable[[], None] = lambda: None) -> None:
-    """Serve ``app`` until SIGTERM or Ctrl-C, then drain; a port that cannot be listened on is a CganError (the
-    socket is bound here, so that uvicorn's own bind failure, a logged line and exit code 3, never happens)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol(limits),
-                            timeout_keep_alive=int(max(1, limits.keep_alive_s)),
-                            limit_concurrency=limits.max_connections,
-                            timeout_graceful_shutdown=int(max(1, limits.drain_s)))
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port``; one that cannot be bound is a CganError of one line."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -115,6 +110,21 @@ def run(app, host: str, port: int, limits: ServeLimits, on_listening: Callable[[
         sock.bind((host, port))
     except (OSError, OverflowError) as exc:
         raise CganError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
-    with sock:
+    return sock
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in one line now where ``host``:``port`` cannot be listened on (for a server that binds it later)."""
+    bind_socket(host, port).close()
+
+
+def run(app, host: str, port: int, limits: ServeLimits, on_listening: Callable[[], None] = lambda: None) -> None:
+    """Serve ``app`` until SIGTERM or Ctrl-C, then drain; a port that cannot be listened on is a CganError (the
+    socket is bound here, so that uvicorn's own bind failure, a logged line and exit code 3, never happens)."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol(limits),
+                            timeout_keep_alive=int(max(1, limits.keep_alive_s)),
+                            limit_concurrency=limits.max_connections,
+                            timeout_graceful_shutdown=int(max(1, limits.drain_s)))
+    with bind_socket(host, port) as sock:
         on_listening()
         _DrainingServer(config).run(sockets=[sock])

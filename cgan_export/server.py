@@ -76,6 +76,17 @@ class BadRequest(CganError):
         self.status, self.headers = status, headers or {}
 
 
+def at_capacity(queued_images: int, max_queue: int) -> BadRequest:
+    """The 503 (with Retry-After) of a request that would take the queue past ``max_queue`` images."""
+    return BadRequest(f"the server is at capacity ({queued_images} images queued, at most {max_queue}): retry later",
+                      503, {"Retry-After": "1"})
+
+
+def past_deadline(deadline_s: float) -> BadRequest:
+    """The 504 of a request not answered within ``deadline_s``."""
+    return BadRequest(f"the request was not answered within {deadline_s:g} s", 504)
+
+
 @dataclass
 class MicroBatcher:
     """Gathers concurrent requests into one model call: up to ``max_batch`` images, waiting at most ``wait_s``."""
@@ -98,8 +109,7 @@ class MicroBatcher:
         full queue is a 503 (with Retry-After), a request not answered within the deadline a 504."""
         if self.queued_images + n > self.max_queue:
             self.refused += 1
-            raise BadRequest(f"the server is at capacity ({self.queued_images} images queued, at most "
-                             f"{self.max_queue}): retry later", 503, {"Retry-After": "1"})
+            raise at_capacity(self.queued_images, self.max_queue)
         job = _Job(make_noise(n, int(self.generator.metadata["z_dim"]), seed), np.repeat(condition[None], n, axis=0),
                    asyncio.get_running_loop().create_future())
         self.waiting, self.queued_images = self.waiting + 1, self.queued_images + n
@@ -107,9 +117,19 @@ class MicroBatcher:
             await self.queue.put(job)
             return await asyncio.wait_for(job.done, self.deadline_s)  # cancels the job's future past the deadline
         except asyncio.TimeoutError:
-            raise BadRequest(f"the request was not answered within {self.deadline_s:g} s", 504) from None
+            raise past_deadline(self.deadline_s) from None
         finally:
             self.waiting, self.queued_images = self.waiting - 1, self.queued_images - n
+
+    def health(self) -> dict:
+        """What /health says of the queue and the model calls."""
+        return {"device": self.generator.device, "batches": self.batches, "images": self.images,
+                "queued_requests": self.waiting, "queued_images": self.queued_images, "max_queue": self.max_queue,
+                "refused": self.refused}
+
+    def close(self) -> None:
+        """Wait for the model call in progress, then free the model thread."""
+        self.pool.shutdown(wait=True)
 
     async def serve_forever(self) -> None:
         """Take the first waiting job, gather more until the batch is full, every request in flight has joined
@@ -163,9 +183,11 @@ def _base64_pngs(images: np.ndarray) -> list[str]:
 
 
 def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0,
-               limits: ServeLimits = ServeLimits()) -> FastAPI:
-    """The FastAPI app serving ``generator`` within ``limits`` (queue, deadline, body read timeout)."""
-    batcher = MicroBatcher(generator, max_batch, wait_ms / 1000, limits.max_queue, limits.deadline_s)
+               limits: ServeLimits = ServeLimits(), batcher=None) -> FastAPI:
+    """The FastAPI app serving ``generator`` within ``limits`` (queue, deadline, body read timeout).  ``batcher``
+    draws the images: ``images_for``, ``health``, ``serve_forever`` and ``close`` (default: a ``MicroBatcher``
+    on ``generator``; on Ray Serve, ``ray_serving.RayBatcher``)."""
+    batcher = batcher or MicroBatcher(generator, max_batch, wait_ms / 1000, limits.max_queue, limits.deadline_s)
     encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (libdeflate releases the GIL)
     sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest() if model_path and model_path.is_file() else None
 
@@ -174,7 +196,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
         task = asyncio.create_task(batcher.serve_forever())
         yield
         task.cancel()
-        batcher.pool.shutdown(wait=True)
+        batcher.close()
         encoders.shutdown(wait=True)
 
     app = FastAPI(title="cgan-export", lifespan=lifespan)
@@ -203,9 +225,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "device": generator.device, "batches": batcher.batches, "images": batcher.images,
-                "queued_requests": batcher.waiting, "queued_images": batcher.queued_images,
-                "max_queue": batcher.max_queue, "refused": batcher.refused}
+        return {"status": "ok", **batcher.health()}
 
     @app.get("/metadata")
     async def metadata() -> dict:

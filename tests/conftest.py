@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def live_server(command: list[str], **popen):
-    """Start ``python COMMAND`` from the checkout (``{port}`` in it becomes a free port), wait until its /health
-    answers; yield ``(process, port)``; stop it after."""
+def live_server(command: list[str], start_s: float = 30.0, **popen):
+    """Start ``python COMMAND`` from the checkout (``{port}`` in it becomes a free port), wait up to ``start_s``
+    until its /health answers; yield ``(process, port)``; stop it after."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -48,7 +48,7 @@ def live_server(command: list[str], **popen):
     proc = subprocess.Popen([sys.executable, *(a.format(port=port) for a in command)], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
     try:
-        for _ in range(150):
+        for _ in range(int(start_s / 0.2)):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
