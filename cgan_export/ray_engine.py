@@ -69,7 +69,7 @@ class _Drawer:
             self.write(batch)
             out["start"].append(int(start))
             out["count"].append(int(count))
-            out["grid"].append(batch.images[:max(0, GRID_IMAGES - int(start))])
+            out["grid"].append(batch.images[:max(0, GRID_IMAGES - int(start))].tobytes())  # raw uint8; b"" past them
         return {k: np.asarray(v, dtype=object) if k == "grid" else np.asarray(v) for k, v in out.items()}
 
 
@@ -78,7 +78,6 @@ def start_ray(options: RayOptions):
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a fresh local Ray starts without a token prompt
-    logging.getLogger("ray.data").setLevel(logging.INFO if sys.stderr.isatty() else logging.ERROR)
     if options.address:
         ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING)
     else:
@@ -92,8 +91,10 @@ def run_tasks(gen: Generator, model: Path, request: GenerateRequest, multi_hot: 
     """Draw and write every image of ``request`` on Ray Data; the image count and the first images (for a grid)."""
     ray = start_ray(options)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = sys.stderr.isatty()
+        context = ray.data.DataContext.get_current()  # (ray.data sets up its loggers when first imported)
+        context.enable_progress_bars = sys.stderr.isatty()  # progress on a terminal; quiet in logs and pipes
+        context.enable_rich_progress_bars, context.use_ray_tqdm = True, False  # rich (a base dependency), not tqdm
+        logging.getLogger("ray.data").setLevel(logging.INFO if sys.stderr.isatty() else logging.ERROR)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = options.actors or max(1, cpus - 1)
         tasks = _tasks(gen, len(multi_hot) * request.n, request.seed, task_images)
@@ -103,11 +104,11 @@ def run_tasks(gen: Generator, model: Path, request: GenerateRequest, multi_hot: 
             done = ds.map_batches(_Drawer, fn_constructor_args=(model, multi_hot, request.n, request.seed, writer),
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
                                   max_restarts=0)  # a failed actor fails the run (its files so far are whole)
-        count, grid = 0, []
+        count, grid, size = 0, [], int(gen.metadata["image_size"])
         for row in sorted(done.iter_rows(), key=lambda r: r["start"]):
             count += int(row["count"])
-            if len(row["grid"]):
-                grid.append(np.stack([np.asarray(image, dtype=np.uint8) for image in row["grid"]]))  # [B, H, W, 3]
+            if len(row["grid"]):  # one column type for every task: bytes (b"" for tasks past the grid's images)
+                grid.append(np.frombuffer(row["grid"], np.uint8).reshape(-1, size, size, 3))  # [B, H, W, 3]
         return count, grid
     finally:
         ray.shutdown()

@@ -21,11 +21,12 @@ def _generate(out: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_ray_writes_the_same_pngs_as_the_local_engine(tmp_path):
-    for engine in ("local", "ray"):  # 90 images in batches of 16: six tasks, placed wherever Ray likes
-        result = _generate(tmp_path / engine, "-n", "90", "--batch-size", "16", "--engine", engine)
+    for engine in ("local", "ray"):  # 1100 images in batches of 256: five tasks in four blocks, one holding both a
+        # task with grid.png's images and one past them (one column type for both)
+        result = _generate(tmp_path / engine, "-n", "1100", "--batch-size", "256", "--engine", engine)
         assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "local").glob("*.png"))
-    assert len(names) == 91 and names == sorted(p.name for p in (tmp_path / "ray").glob("*.png"))  # with grid.png
+    assert len(names) == 1101 and names == sorted(p.name for p in (tmp_path / "ray").glob("*.png"))  # with grid.png
     for name in names:
         local, ray = (np.asarray(Image.open(tmp_path / e / name)) for e in ("local", "ray"))
         assert np.array_equal(local, ray), name
