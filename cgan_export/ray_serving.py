@@ -35,7 +35,7 @@ from .errors import CganError, first_line
 from .hosting import ServeLimits, check_port
 from .ray_engine import RayOptions, start_ray
 from .runtime import images_uint8
-from .server import MAX_N, BadRequest, at_capacity, create_app, past_deadline
+from .server import MAX_N, BadRequest, at_capacity, create_app, past_deadline, warm_up
 
 APP_NAME = "cgan-export"
 
@@ -72,6 +72,7 @@ class ModelReplica:
         self.z_dim = int(self.generator.metadata["z_dim"])
         self.draw.set_max_batch_size(max(max_batch, MAX_N))  # a request of MAX_N images always fits one batch
         self.draw.set_batch_wait_timeout_s(wait_s)
+        warm_up(self.generator, max(max_batch, MAX_N))  # before the replica takes requests
 
     @serve.batch(max_batch_size=MAX_N, batch_wait_timeout_s=0.005, batch_size_fn=lambda items: sum(map(_images, items)))
     async def draw(self, items: list[tuple[np.ndarray, int, int]]) -> list[np.ndarray]:
@@ -120,6 +121,9 @@ class RayBatcher:
         return {"device": "ray", "engine": "ray", "draining": self.draining, "replicas": self.replicas, "images": self.images,
                 "queued_requests": self.waiting, "queued_images": self.queued_images,
                 "max_queue": self.limits.max_queue, "refused": self.refused}
+
+    def warm_up(self) -> None:
+        """Nothing to warm here: the model replicas hold the sessions."""
 
     async def serve_forever(self) -> None:
         """Nothing to run here: Ray Serve batches in the model replicas."""

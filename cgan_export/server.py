@@ -87,6 +87,14 @@ def past_deadline(deadline_s: float) -> BadRequest:
     return BadRequest(f"the request was not answered within {deadline_s:g} s", 504)
 
 
+def warm_up(generator: Generator, largest: int) -> None:
+    """One model call of ``largest`` images and one of a single image, so that ONNX Runtime takes its memory
+    for them at the start (its arena keeps it), not during the first large request."""
+    z_dim, classes = int(generator.metadata["z_dim"]), int(generator.metadata["num_classes"])
+    for size in (largest, 1):
+        images_uint8(generator.backend, make_noise(size, z_dim, 0), np.zeros((size, classes), np.float32))
+
+
 @dataclass
 class MicroBatcher:
     """Gathers concurrent requests into one model call: up to ``max_batch`` images, waiting at most ``wait_s``."""
@@ -130,6 +138,10 @@ class MicroBatcher:
     def close(self) -> None:
         """Wait for the model call in progress, then free the model thread."""
         self.pool.shutdown(wait=True)
+
+    def warm_up(self) -> None:
+        """The model's memory for the largest batch gathered (max_batch - 1 images, then a whole request)."""
+        warm_up(self.generator, self.max_batch + MAX_N - 1)
 
     async def serve_forever(self) -> None:
         """Take the first waiting job, gather more until the batch is full, every request in flight has joined
@@ -185,7 +197,7 @@ def _base64_pngs(images: np.ndarray) -> list[str]:
 def create_app(generator: Generator, model_path: Path | None = None, max_batch: int = 64, wait_ms: float = 5.0,
                limits: ServeLimits = ServeLimits(), batcher=None) -> FastAPI:
     """The FastAPI app serving ``generator`` within ``limits`` (queue, deadline, body read timeout).  ``batcher``
-    draws the images: ``images_for``, ``health``, ``serve_forever`` and ``close`` (default: a ``MicroBatcher``
+    draws the images: ``warm_up``, ``images_for``, ``health``, ``serve_forever`` and ``close`` (default: a ``MicroBatcher``
     on ``generator``; on Ray Serve, ``ray_serving.RayBatcher``)."""
     batcher = batcher or MicroBatcher(generator, max_batch, wait_ms / 1000, limits.max_queue, limits.deadline_s)
     encoders = ThreadPoolExecutor(max_workers=2)  # PNG encoding (libdeflate releases the GIL)
@@ -193,6 +205,7 @@ def create_app(generator: Generator, model_path: Path | None = None, max_batch: 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.get_running_loop().run_in_executor(None, batcher.warm_up)  # before the first request
         task = asyncio.create_task(batcher.serve_forever())
         yield
         task.cancel()
