@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # serve_load.py beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: benchmarks.serve_load
 
 from cgan_export.api import GenerateRequest, Generator
 from cgan_export.generate import FolderOutput, generate_to_folder
 from cgan_export.ray_engine import RayOptions, start_ray
 from cgan_export.runtime import cpu_model, usable_cpus
-from serve_load import ROOT, free_port, load, wait_until_up  # noqa: E402
+from benchmarks.serve_load import ROOT, free_port, load, wait_until_up  # noqa: E402
 
 
 def tree_rss_mb(pid: int) -> float:

@@ -177,6 +177,35 @@ def noise_spread(generate: GenerateFn, z_dim: int, codes: np.ndarray, real_image
             "noise_spread_codes": len(codes), "noise_spread_noises": noises}
 
 
+def codes_card(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, vocabulary,
+               seed: int) -> dict:
+    """An InfoGAN generator's scorecard for one noise ``seed``: fidelity, precision and recall of images drawn
+    for codes from ``vocabulary``'s prior (a CodeVocabulary), and the noise spread at 32 fixed codes against
+    256 random real images (the same sample for every seed)."""
+    codes = vocabulary.sample(len(reference.held_conditions), np.random.default_rng(seed))  # [M, K + 2]
+    pool = np.concatenate(reference.set_images)  # [sum n_s, 3, H, W]
+    real = pool[np.random.default_rng(0).permutation(len(pool))[:256]]
+    card = fidelity(generate, z_dim, reference, evaluator, codes, seed=seed)
+    card.update(noise_spread(generate, z_dim, codes[:32], real, seed=seed + 1))
+    return card
+
+
+def codes_table(cards: dict[str, list[dict]]) -> str:
+    """InfoGAN scorecards as a Markdown table: per name, the mean ± std over its seeds' cards (the real row:
+    one card with the real figures)."""
+    keys = [("fidelity", "Fréchet (x real floor)", 2), ("precision", "precision", 3), ("recall", "recall", 3),
+            ("noise_spread", f"noise spread (real 1.0, target >= {NOISE_SPREAD_TARGET})", 3)]
+    lines = ["| model | " + " | ".join(label for _, label, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, runs in cards.items():
+        cells = []
+        for key, _, digits in keys:
+            values = np.array([card[key] for card in runs if key in card])
+            cells.append("-" if not len(values) else f"{values.mean():.{digits}f}" if len(values) == 1 else
+                         f"{values.mean():.{digits}f} ± {values.std():.{digits}f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def info_selection_score(recovery: float, card: dict) -> float:
     """The number an InfoGAN run's ``best.pt`` is picked by (``INFO_SELECTION_RULE``)."""
     spread = card.get("noise_spread", NOISE_SPREAD_TARGET)  # older records: no spread figure

@@ -15,6 +15,8 @@ from cgan_export.errors import VocabularyError
 from training.conditions import sample_codes
 from training.losses import info_loss
 
+from .conftest import write_fixture
+
 
 @pytest.fixture(scope="module")
 def codes() -> CodeVocabulary:
@@ -92,3 +94,11 @@ def test_an_infogan_run_exports_a_model_that_generates_from_codes(data_root, ran
     assert a.shape == (2, 64, 64, 3) and np.abs(a.astype(int) - b).max() > 0  # the code reaches the image
     result = runner.invoke(app, ["generate", "cat=12", "--model", model, "--out", str(tmp_path / "bad")])
     assert result.exit_code == 1 and "cat takes a whole number 0-9" in result.output
+    sets = write_fixture(tmp_path / "sets", scenes=40, names=["red cube", "blue sphere", "gray cylinder"])  # sets repeat
+    result = runner.invoke(app, ["evaluate", "--model", model, "--data", str(sets), "--evaluator", str(random_evaluator),
+                                 "--seeds", "2"])
+    assert result.exit_code == 0, result.output  # InfoGAN's scorecard: fidelity and the noise spread at fixed codes
+    rows = {line.split(" | ")[0].strip("| "): line for line in result.output.splitlines() if line.startswith("| ")}
+    assert "noise spread" in rows["model"] and "| 1.000 |" in rows["real data"] and " ± " in rows["model, seeds 0-1"]
+    spread = float(rows["model, seeds 0-1"].split(" | ")[4].split(" ± ")[0])
+    assert 0.05 < spread < 2.0  # a random generator's noise moves its images

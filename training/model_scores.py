@@ -11,6 +11,7 @@ from cgan_export.errors import DatasetError
 from cgan_export.evaluate import evaluate_sets
 from cgan_export.evaluator import check_scores, load_evaluator, shipped_evaluator
 from cgan_export.io import write_json
+from cgan_export.contract import metadata_vocabulary
 from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 
@@ -42,6 +43,9 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     for path in models:
         runner = open_backend(path, backend, device)
         name = str(path or "exported (shipped)")
+        if runner.metadata.get("condition_kind") == "codes":  # InfoGAN: no labels to score; fidelity and noise
+            results[name] = _codes_scores(runner, reference, scorer, seeds, first_seed, echo)
+            continue
         results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
         for file_name, r in results[name]["accuracy"].items():
             worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
@@ -51,10 +55,24 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
                        + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
         if reference:
             rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
-    if rows:
-        echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items()}))
+    if rows and any("accuracy" in r for r in results.values()):
+        echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items() if "accuracy" in v}))
     if report:
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
                             "real data": rows.get("real data"), "models": results})
         echo(f"report: {report}")
     return results
+
+
+def _codes_scores(runner, reference, scorer, seeds: int, first_seed: int, echo: Callable[[str], None]) -> dict:
+    """An InfoGAN model's scorecard per noise seed (fidelity, precision, recall, noise spread), printed beside the
+    real row; its code recovery needs the run's Q head (``RUN/metrics.jsonl``), not the exported file."""
+    if reference is None:
+        raise DatasetError("an InfoGAN model is scored against real images: give --data a folder of them "
+                           "(and leave out --no-scorecard)")
+    vocabulary = metadata_vocabulary(runner.metadata)
+    runs = [cards.codes_card(runner.run, int(runner.metadata["z_dim"]), reference, scorer, vocabulary, seed)
+            for seed in range(first_seed, first_seed + seeds)]
+    real = {**reference.real_figures(), "noise_spread": 1.0}
+    echo(cards.codes_table({"real data": [real], f"model, seeds {first_seed}-{first_seed + seeds - 1}": runs}))
+    return {"scorecards": runs}

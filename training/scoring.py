@@ -92,9 +92,6 @@ class InfoScorer(RunScorer):
         self.codes = vocabulary.sample(images, np.random.default_rng(0))  # [M, K + 2] fixed over the run
         self.sets = {"codes": [vocabulary.decode(row) for row in np.eye(len(vocabulary), dtype=np.float32)[:vocabulary.categories]]}
         self.reference, self.note = _reference(data, evaluator)
-        if self.reference is not None:  # random real faces: every set's images, a fixed sample of 256
-            pool = np.concatenate(self.reference.set_images)  # [sum n_s, 3, H, W]
-            self.real_sample = pool[np.random.default_rng(0).permutation(len(pool))[:256]]
 
     @torch.no_grad()
     def score(self, g: nn.Module, device: torch.device) -> dict:
@@ -105,9 +102,7 @@ class InfoScorer(RunScorer):
         metrics["score"] = metrics["info"]["categorical_accuracy"]
         metrics["selection"] = metrics["score"]
         if self.reference is not None:
-            codes = self.vocabulary.sample(len(self.reference.held_conditions), np.random.default_rng(1))
-            card = scorecard.fidelity(generate, g.config.z_dim, self.reference, self.evaluator, codes, seed=1)
-            card.update(scorecard.noise_spread(generate, g.config.z_dim, self.codes[:32], self.real_sample))
+            card = scorecard.codes_card(generate, g.config.z_dim, self.reference, self.evaluator, self.vocabulary, seed=1)
             metrics["scorecard"] = card
             metrics["selection"] = scorecard.info_selection_score(metrics["score"], card)
         return metrics
