@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "exported").rglob("README.md"))]
 CARDS = [ROOT / "exported", ROOT / "exported" / "anime-faces", ROOT / "exported" / "infogan-faces"]
-LINK = re.compile(r"\]\(([^)\s]+)\)")
+LINK = re.compile(r"\]\(([^)\s]+)\)|<img src=\"([^\"]+)\"")  # Markdown links and pictures, HTML pictures
 
 
 def _anchor(heading: str) -> str:
@@ -34,7 +34,7 @@ def test_readme_is_a_short_front_door_with_the_two_set_up_commands_on_top():
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_local_link_and_picture_resolves(page):
     broken = []
-    for target in LINK.findall(page.read_text()):
+    for target in (link or img for link, img in LINK.findall(page.read_text())):
         if re.match(r"[a-z]+://", target):
             continue
         path, _, anchor = target.partition("#")

@@ -99,6 +99,7 @@ def test_an_infogan_run_exports_a_model_that_generates_from_codes(data_root, ran
                                  "--seeds", "2"])
     assert result.exit_code == 0, result.output  # InfoGAN's scorecard: fidelity and the noise spread at fixed codes
     rows = {line.split(" | ")[0].strip("| "): line for line in result.output.splitlines() if line.startswith("| ")}
-    assert "noise spread" in rows["model"] and "| 1.000 |" in rows["real data"] and " ± " in rows["model, seeds 0-1"]
-    spread = float(rows["model, seeds 0-1"].split(" | ")[4].split(" ± ")[0])
+    scored = rows[f"{model}, seeds 0-1"]
+    assert "noise spread" in rows["model"] and "| 1.000 |" in rows["real data"] and " ± " in scored
+    spread = float(scored.split(" | ")[4].split(" ± ")[0])
     assert 0.05 < spread < 2.0  # a random generator's noise moves its images

@@ -44,7 +44,7 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
         runner = open_backend(path, backend, device)
         name = str(path or "exported (shipped)")
         if runner.metadata.get("condition_kind") == "codes":  # InfoGAN: no labels to score; fidelity and noise
-            results[name] = _codes_scores(runner, reference, scorer, seeds, first_seed, echo)
+            results[name] = _codes_scores(name, runner, reference, scorer, seeds, first_seed, echo)
             continue
         results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
         for file_name, r in results[name]["accuracy"].items():
@@ -64,7 +64,7 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     return results
 
 
-def _codes_scores(runner, reference, scorer, seeds: int, first_seed: int, echo: Callable[[str], None]) -> dict:
+def _codes_scores(name: str, runner, reference, scorer, seeds: int, first_seed: int, echo: Callable[[str], None]) -> dict:
     """An InfoGAN model's scorecard per noise seed (fidelity, precision, recall, noise spread), printed beside the
     real row; its code recovery needs the run's Q head (``RUN/metrics.jsonl``), not the exported file."""
     if reference is None:
@@ -74,5 +74,5 @@ def _codes_scores(runner, reference, scorer, seeds: int, first_seed: int, echo: 
     runs = [cards.codes_card(runner.run, int(runner.metadata["z_dim"]), reference, scorer, vocabulary, seed)
             for seed in range(first_seed, first_seed + seeds)]
     real = {**reference.real_figures(), "noise_spread": 1.0}
-    echo(cards.codes_table({"real data": [real], f"model, seeds {first_seed}-{first_seed + seeds - 1}": runs}))
+    echo(cards.codes_table({"real data": [real], f"{name}, seeds {first_seed}-{first_seed + seeds - 1}": runs}))
     return {"scorecards": runs}

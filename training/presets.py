@@ -133,8 +133,9 @@ PRESETS: dict[str, TrainConfig] = {
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
     # InfoGAN (seed report 002's bonus): no labels; G draws for codes (a 10-way categorical and 2 continuous),
     # D's auxiliary head is the Q head that recovers them from G's images (categorical CE + squared error, in
-    # G and D); D sees no condition.  The networks are `best`'s, without mode-seeking (the codes and the noise
-    # are what should vary the images).
+    # G and D); D sees no condition.  The networks are `best`'s.  Left alone, G moves all the variation into
+    # the codes, which Q can read, and drops the noise (per-pixel std over noises at fixed codes 0.13 of the
+    # real faces'); mode seeking over pairs with the same codes keeps it at 0.55 (docs/results.md, "InfoGAN faces").
     "infogan": TrainConfig(
         preset="infogan", generator="cbn", generator_config={"z_dim": 64, "ngf": 32},
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
