@@ -16,6 +16,7 @@ a request is row ``k`` of its seed's noise stream, as in ``Generator.generate``:
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import logging
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from ray import serve
+from ray.exceptions import RayError
 from ray.serve.exceptions import BackPressureError
 
 from .api import Generator
@@ -202,18 +204,20 @@ def serve_on_ray(model: Path, host: str, port: int, limits: ServeLimits, options
     if not model.is_file():
         raise CganError(f"model file not found: {model}")
     check_port(host, port)
+    # A busy machine starts the proxy's worker slowly; Ray's 5 s readiness check then kills it in a loop.
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     ray = start_ray(RayOptions(options.address))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's start-up lines; its warnings stay
     try:
-        serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": int(max(1, limits.keep_alive_s)),
-                                  "request_timeout_s": limits.deadline_s + limits.body_timeout_s})
         try:
+            serve.start(http_options={"host": host, "port": port, "request_timeout_s": limits.deadline_s + limits.body_timeout_s,
+                                      "keep_alive_timeout_s": int(max(1, limits.keep_alive_s))})
             serve.run(application(model, limits, options), name=APP_NAME, route_prefix="/", blocking=False)
-        except RuntimeError as exc:  # a replica failed to start: its traceback is in Ray's serve logs
-            raise CganError(f"Ray Serve did not start the application: {first_line(exc)} (the replicas' logs: "
+        except (RuntimeError, RayError) as exc:  # the proxy or a replica failed to start
+            raise CganError(f"Ray Serve did not start: {first_line(exc)} (Ray's logs: "
                             "/tmp/ray/session_latest/logs/serve/)") from None
         on_listening()
         while not stop.wait(0.5):
