@@ -19,6 +19,7 @@ import io
 import tempfile
 from collections import Counter
 from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn as nn

@@ -11,12 +11,15 @@ import hashlib
 import json
 import os
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
 
+from .contract import make_noise
 from .errors import CganError
 from .io import write_json
+from .runtime import OnnxSession, cpu_flags, cpu_model
 
 PRECISIONS = ("auto", "fp32", "int8")
 INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # CPU flags with int8 dot products (lscpu / /proc/cpuinfo)
@@ -27,13 +30,6 @@ CACHE_ENV = "CGAN_EXPORT_CACHE"
 def int8_sibling(path: Path) -> Path:
     """``generator.int8.onnx`` beside ``generator.onnx`` (the name ``export --format onnx-int8`` writes)."""
     return Path(path).with_name(Path(path).name.removesuffix(".onnx") + ".int8.onnx")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (``cgan_export.runtime.cpu_flags``; a name here so tests can stand in for it)."""
-    from .runtime import cpu_flags as flags
-
-    return flags()
 
 
 def choose_model(path: Path, precision: str = "auto", device: str = "cpu") -> Path:
@@ -57,8 +53,6 @@ def choose_model(path: Path, precision: str = "auto", device: str = "cpu") -> Pa
 
 def recorded_speedup(fp32: Path, int8: Path) -> float:
     """int8 images/s over fp32's on this CPU: read from the record, else measured once and recorded."""
-    from .runtime import cpu_model
-
     key = hashlib.sha256("|".join([cpu_model(), str(os.cpu_count())] + [_file_id(p) for p in (fp32, int8)])
                          .encode()).hexdigest()[:16]
     record_path = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "cgan-export")) / "precision.json"
@@ -82,11 +76,6 @@ def _file_id(path: Path) -> str:
 
 def measure_speedup(fp32: Path, int8: Path, batch: int = 64, rounds: int = 5) -> float:
     """Median over interleaved rounds of fp32's time over int8's, at ``batch`` through the product's CPU runtime."""
-    import time
-
-    from .contract import make_noise
-    from .runtime import OnnxSession
-
     sessions = {"fp32": OnnxSession(fp32, "cpu"), "int8": OnnxSession(int8, "cpu")}
     meta = sessions["fp32"].metadata
     noise = make_noise(batch, meta["z_dim"], 0)
