@@ -17,7 +17,7 @@ import typer
 
 from cgan_export.errors import CganError, missing_extra
 from cgan_export.help_text import PRESET_SCHEDULES, examples
-from cgan_export.contract import ALL_FORMATS, EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
+from cgan_export.contract import ALL_FORMATS, ENGINES, EXPORT_FORMATS, OUTPUT_FORMATS, STEMS
 from cgan_export.paths import EXPORTED_DIR as EXPORTED
 from cgan_export.precision import PRECISIONS
 from cgan_export.runtime import BACKENDS, DEVICES
@@ -40,12 +40,8 @@ guide_app = typer.Typer(help="The guide classifier: a small frozen classifier wh
                              "(--set guide_weight=W); never the evaluator.", no_args_is_help=True)
 app.add_typer(guide_app, name="guide")
 
-Precision = Enum("Precision", {p: p for p in PRECISIONS}, type=str)  # auto, fp32, int8
 DataOption = Annotated[Optional[Path], typer.Option("--data", help="Data folder in the lab layout, e.g. ../shared/anime-faces "
                                                     "(default: $CGAN_EXPORT_DATA or ../shared/iclevr).")]
-PrecisionOption = Annotated[Precision, typer.Option(help="ONNX on the CPU: auto runs the int8 file beside the model "
-                                                   "(generator.int8.onnx) where this CPU runs it faster (measured "
-                                                   "once, recorded); fp32 or int8 choose.")]
 EvaluatorOption = Annotated[Optional[Path], typer.Option("--evaluator", help="Evaluator file (default: the shipped one "
                                                          "whose classes are the data's or model's).")]
 
@@ -61,7 +57,11 @@ Stem = choices("Stem", STEMS)  # the evaluator's ResNet-18 stems
 ExportFormatChoice = choices("ExportFormatChoice", [f for f in EXPORT_FORMATS if f != "onnx-fp16"] + ["all"])
 OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)  # png, npz
 TritonKind = choices("TritonKind", ("auto", "gpu", "cpu"))
-Engine = choices("Engine", ("local", "ray"))
+Engine = choices("Engine", ENGINES)  # local, ray
+Precision = choices("Precision", PRECISIONS)  # auto, fp32, int8
+PrecisionOption = Annotated[Precision, typer.Option(help="ONNX on the CPU: auto runs the int8 file beside the model "
+                                                   "(generator.int8.onnx) where this CPU runs it faster (measured "
+                                                   "once, recorded); fp32 or int8 choose.")]
 RayAddressOption = Annotated[Optional[str], typer.Option(help="--engine ray: join this cluster (default: a local Ray "
                                                          "on this machine's CPUs).")]
 

@@ -20,6 +20,7 @@ from .vocabulary import Vocabulary
 EXPORT_FORMATS = ("onnx", "torchscript", "onnx-fp16", "onnx-int8", "triton")  # what `export` writes (cgan_export.export.FORMATS)
 ALL_FORMATS = ("onnx", "torchscript")  # what `export --format all` writes (fp16, int8 and triton are asked for by name)
 OUTPUT_FORMATS = ("png", "npz")  # what `generate` writes
+ENGINES = ("local", "ray")  # where generate and serve run: this process, or Ray (Data / Serve)
 STEMS = ("imagenet", "no-maxpool", "conv3x3")  # the evaluator's ResNet-18 stems (cgan_export.evaluator)
 FORMAT_VERSION = 1  # of the metadata and of generator checkpoints
 METADATA_KEY = "cgan_export"  # the ONNX metadata_props key of the artifact's metadata JSON

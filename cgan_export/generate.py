@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .api import Batch, GenerateRequest, Generator
-from .contract import OUTPUT_FORMATS
+from .contract import ENGINES, OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
 from .images import png_batch, save_grid, slug
 from .io import atomic_path, ensure_writable_dir, write_bytes_atomic
@@ -27,7 +27,6 @@ from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256
 SHARD_IMAGES = 10_000  # images per .npz shard
-ENGINES = ("local", "ray")  # where generate runs: threads in this process, or Ray Data actors
 
 
 @dataclass(frozen=True)
