@@ -85,16 +85,38 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * gain + bias
 
 
-class CBNUpBlock(nn.Module):
-    """ConvTranspose2d(k4, s2) -> conditional BatchNorm -> ReLU; doubles the resolution."""
+class Blur(nn.Module):
+    """A fixed binomial low-pass filter ([1, 2, 1] x [1, 2, 1] / 16) per channel, edges replicated.
 
-    def __init__(self, cin: int, cout: int, embed_dim: int):
+    After a stride-2 ConvTranspose it removes the Nyquist-frequency checkerboard that the kernel's uneven
+    overlap leaves (StyleGAN2's filtered upsampling).  It keeps constants, so a BatchNorm after it folds
+    into the conv before it exactly."""
+
+    def __init__(self):
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 16)[None, None], persistent=False)  # [1, 1, 3, 3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")  # [N, C, H + 2, W + 2]
+        return F.conv2d(padded, self.kernel.to(x.dtype).expand(channels, 1, 3, 3), groups=channels)  # [N, C, H, W]
+
+
+class CBNUpBlock(nn.Module):
+    """ConvTranspose2d(k4, s2) -> (a low-pass Blur) -> conditional BatchNorm -> ReLU; doubles the resolution."""
+
+    def __init__(self, cin: int, cout: int, embed_dim: int, blur: bool = False):
         super().__init__()
         self.conv = nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)
+        self.blur = Blur() if blur else None
         self.norm = ConditionalBatchNorm2d(cout, embed_dim)
 
     def forward(self, x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm.modulate(self.conv(x), gain, bias))
+        x = self.conv(x)  # [N, Cout, 2H, 2W]
+        if self.blur is not None:
+            x = self.blur(x)
+        return F.relu(self.norm.modulate(x, gain, bias))
 
     def fold_batchnorm(self) -> None:
         """Fold the running statistics into ``conv`` (eval mode only)."""
@@ -117,6 +139,7 @@ class CBNGenerator(nn.Module):
         render_size: int = 0  # 0: render at image_size; smaller: render there, upsample bilinearly
         embed_hidden: int = 0  # >0: add a ReLU MLP of this width to the linear embedding (objects interact)
         noise_in_norms: bool = False  # every conditional norm's gain and bias also see the noise (BigGAN-style)
+        blur: bool = False  # a fixed low-pass filter after every up-sampling ConvTranspose (no checkerboard)
 
     def __init__(self, config: Config):
         super().__init__()
@@ -128,7 +151,7 @@ class CBNGenerator(nn.Module):
         self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * 16)
         self.norm_input = c.embed_dim + (c.z_dim if c.noise_in_norms else 0)  # what the norms' projections read
         self.fc_norm = ConditionalBatchNorm2d(widths[0], self.norm_input)
-        self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], self.norm_input) for i in range(stages))
+        self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], self.norm_input, c.blur) for i in range(stages))
         self.to_rgb = nn.Conv2d(widths[-1], 3, 3, 1, 1)
         self.embed_mlp = (nn.Sequential(nn.Linear(c.num_classes, c.embed_hidden), nn.ReLU(),
                                         nn.Linear(c.embed_hidden, c.embed_dim, bias=False))
