@@ -92,8 +92,9 @@ ADVANCED = "Advanced: experiments"
 @friendly_errors
 def train(
     data: DataOption = None,
-    preset: Annotated[str, typer.Option(help="The recipe, with its schedule: " + "; ".join(
-        f"{name}: {schedule}" for name, schedule in PRESET_SCHEDULES.items()) + ".")] = "best",
+    preset: Annotated[Optional[str], typer.Option(help="The recipe, with its schedule: " + "; ".join(
+        f"{name}: {schedule}" for name, schedule in PRESET_SCHEDULES.items()) + ". Default: faces for a data "
+        "folder with groups.json, else best.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU. On CUDA a preset may train "
@@ -129,10 +130,12 @@ def train(
 ) -> None:
     """Train a preset to the end of its own schedule; keeps best.pt (by the selection rule: accuracy gated by
     diversity and fidelity) and last.pt (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
-    default_cache_dir, = training_names("data", "default_cache_dir")
+    default_cache_dir, resolve_data_root = training_names("data", "default_cache_dir", "resolve_data_root")
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
-    PRESETS, get_preset, parse_overrides = training_names("presets", "PRESETS", "get_preset", "parse_overrides")
+    PRESETS, get_preset, parse_overrides, default_preset = training_names(
+        "presets", "PRESETS", "get_preset", "parse_overrides", "default_preset")
 
+    preset = preset or default_preset(resolve_data_root(data))  # the data's kind picks the recipe
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if epochs is not None and minutes is not None:

@@ -15,7 +15,8 @@ from torch.nn.utils import parametrize
 from .contract import FORMAT_VERSION
 from .errors import ModelFileError, first_line
 from .io import atomic_path
-from .networks import ARCHITECTURE_ALIASES, GENERATORS, build_generator, fold_batchnorms, generator_config
+from .folding import fold_batchnorms
+from .networks import ARCHITECTURE_ALIASES, GENERATORS, build_generator, generator_config
 from .paths import missing_shipped_hint
 from .vocabulary import DEFAULT_MAX_OBJECTS, Vocabulary
 

@@ -23,7 +23,7 @@ from .condition_kinds import vocabulary_from_fields
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, make_noise
 from .errors import CganError
 from .io import atomic_path, write_json
-from .networks import narrow_convs_as_transposed
+from .folding import narrow_convs_as_transposed
 from .runtime import OnnxSession, cuda_usable
 
 OPSET = 18

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .folding import fuse_conv_bn
+
 GENERATORS: dict[str, type[nn.Module]] = {}
 ARCHITECTURE_ALIASES = {"best": "cbn"}  # names older checkpoints and artifacts carry
 
@@ -103,6 +105,17 @@ class Blur(nn.Module):
         return F.conv2d(padded, self.kernel.to(x.dtype).expand(channels, 1, 3, 3), groups=channels)  # [N, C, H, W]
 
 
+def up_stages(size: int) -> tuple[int, int]:
+    """``(doublings, base)`` that draw a ``size`` x ``size`` image from a ``base`` x ``base`` start: the most
+    doublings that leave a whole base of at least 4 pixels (64 -> (4, 4), 96 -> (4, 6), 128 -> (5, 4))."""
+    doublings = 0
+    while size % 2 ** (doublings + 1) == 0 and size // 2 ** (doublings + 1) >= 4:
+        doublings += 1
+    if doublings == 0:
+        raise ValueError(f"image size {size} cannot be drawn by stride-2 up-sampling from a 4x4 or larger start")
+    return doublings, size // 2 ** doublings
+
+
 class CBNUpBlock(nn.Module):
     """ConvTranspose2d(k4, s2) -> (a low-pass Blur) -> conditional BatchNorm -> ReLU; doubles the resolution."""
 
@@ -145,10 +158,10 @@ class CBNGenerator(nn.Module):
         super().__init__()
         self.config = c = config
         self.render_size = c.render_size or c.image_size
-        stages = {16: 2, 32: 3, 64: 4, 128: 5}[self.render_size]
+        stages, self.base = up_stages(self.render_size)  # 64: 4 doublings of 4x4; 96: 4 of 6x6
         widths = [c.ngf * min(8, 2 ** (stages - 1 - i)) for i in range(stages)] + [max(c.ngf // 2, 16)]
         self.embed = nn.Linear(c.num_classes, c.embed_dim, bias=False)
-        self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * 16)
+        self.fc = nn.Linear(c.z_dim + c.embed_dim, widths[0] * self.base ** 2)
         self.norm_input = c.embed_dim + (c.z_dim if c.noise_in_norms else 0)  # what the norms' projections read
         self.fc_norm = ConditionalBatchNorm2d(widths[0], self.norm_input)
         self.blocks = nn.ModuleList(CBNUpBlock(widths[i], widths[i + 1], self.norm_input, c.blur) for i in range(stages))
@@ -167,7 +180,7 @@ class CBNGenerator(nn.Module):
             e = e + self.embed_mlp(condition)  # [N, E]: the multi-hot's sum plus what the objects do together
         styles = torch.cat([e, noise], dim=1) if self.config.noise_in_norms else e  # [N, norm_input]
         affines = self.norm_affines(styles)  # (gain, bias) [N, C, 1, 1] per conditional norm
-        x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, 4, 4)  # [N, 8ngf, 4, 4]
+        x = self.fc(torch.cat([noise, e], dim=1)).view(noise.shape[0], -1, self.base, self.base)  # [N, 8ngf, B, B]
         x = F.relu(self.fc_norm.modulate(x, *affines[0]))
         for block, (gain, bias) in zip(self.blocks, affines[1:]):
             x = block(x, gain, bias)  # [N, C, 2H, 2W]
@@ -202,10 +215,10 @@ class CBNGenerator(nn.Module):
         bn = self.fc_norm.bn
         scale = (bn.running_var + bn.eps).rsqrt()  # [C]
         shift = -bn.running_mean * scale
-        per_feature = scale.repeat_interleave(16)  # fc features are laid out [C, 4, 4]
+        per_feature = scale.repeat_interleave(self.base ** 2)  # fc features are laid out [C, B, B]
         fc = nn.Linear(self.fc.in_features, self.fc.out_features)
         fc.weight.data = self.fc.weight.data * per_feature[:, None]
-        fc.bias.data = self.fc.bias.data * per_feature + shift.repeat_interleave(16)
+        fc.bias.data = self.fc.bias.data * per_feature + shift.repeat_interleave(self.base ** 2)
         self.fc, self.fc_norm.bn = fc, nn.Identity()
 
 
@@ -331,68 +344,3 @@ def rename_old_keys(names: dict[str, str]) -> Callable:
                     state_dict[prefix + new + key[len(prefix) + len(old):]] = state_dict.pop(key)
                     break
     return hook
-
-
-def fuse_conv_bn(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
-    """A copy of ``conv`` (Conv2d or ConvTranspose2d) with ``bn``'s eval-mode transform folded in."""
-    scale = (bn.running_var + bn.eps).rsqrt()  # [C]
-    if bn.affine:
-        scale = scale * bn.weight
-    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
-    fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                       **({"output_padding": conv.output_padding} if isinstance(conv, nn.ConvTranspose2d) else {}),
-                       groups=conv.groups, bias=True, dilation=conv.dilation)
-    w = conv.weight.detach()
-    if isinstance(conv, nn.ConvTranspose2d):  # weight [Cin, Cout / groups, k, k]
-        fused.weight.data = w * scale.detach()[None, :, None, None]
-    else:  # weight [Cout, Cin / groups, k, k]
-        fused.weight.data = w * scale.detach()[:, None, None, None]
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
-    fused.bias.data = (bias * scale + shift).detach()
-    return fused
-
-
-def conv_as_transposed(conv: nn.Conv2d) -> nn.ConvTranspose2d:
-    """The ConvTranspose2d computing the same map as the stride-1 ``conv``: kernel flipped, in and out swapped."""
-    padding = [k - 1 - p for k, p in zip(conv.kernel_size, conv.padding)]
-    transposed = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size, 1, padding,
-                                    bias=conv.bias is not None)
-    transposed.weight.data = conv.weight.detach().flip(2, 3).transpose(0, 1).contiguous()  # [Cin, Cout, kH, kW]
-    if conv.bias is not None:
-        transposed.bias.data = conv.bias.detach().clone()
-    return transposed
-
-
-def transposable(module: nn.Module, max_out_channels: int) -> bool:
-    """A plain stride-1 Conv2d (zero padding, no groups or dilation) with at most ``max_out_channels`` outputs."""
-    return (type(module) is nn.Conv2d and module.out_channels <= max_out_channels and module.stride == (1, 1)
-            and module.groups == 1 and module.dilation == (1, 1) and module.padding_mode == "zeros"
-            and not isinstance(module.padding, str)
-            and all(p <= k - 1 for k, p in zip(module.kernel_size, module.padding)))
-
-
-def narrow_convs_as_transposed(net: nn.Module, max_out_channels: int = 4) -> nn.Module:
-    """Replace, in place, every narrow stride-1 Conv2d (the RGB head) by its ConvTranspose2d equivalent.
-
-    ONNX Runtime's CPU Conv runs im2col and a GEMM whose rows are the output channels, so a
-    3-channel head spends its time copying the 9x larger im2col buffer; as a ConvTranspose it
-    is one GEMM over the input and a col2im into the small output.
-    """
-    for parent in list(net.modules()):
-        for name, child in list(parent.named_children()):
-            if transposable(child, max_out_channels):
-                setattr(parent, name, conv_as_transposed(child))
-    return net
-
-
-def fold_batchnorms(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a conv in a Sequential, and call each ``fold_batchnorm`` hook."""
-    for module in list(net.modules()):
-        if isinstance(module, nn.Sequential):
-            for i in range(len(module) - 1):
-                conv, bn = module[i], module[i + 1]
-                if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
-                    module[i], module[i + 1] = fuse_conv_bn(conv, bn), nn.Identity()
-        if hasattr(module, "fold_batchnorm"):
-            module.fold_batchnorm()
-    return net

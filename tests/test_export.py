@@ -127,7 +127,7 @@ def test_fused_condition_projections_match_the_separate_ones():
 
 @pytest.mark.parametrize("kernel, padding", [(3, 1), (3, 0), (1, 0), (5, 2), ((3, 5), (1, 2))])
 def test_narrow_conv_and_its_transposed_form_compute_the_same_map(kernel, padding):
-    from cgan_export.networks import conv_as_transposed
+    from cgan_export.folding import conv_as_transposed
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(16, 3, kernel, 1, padding)

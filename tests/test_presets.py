@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cgan_export.errors import CganError
-from training.presets import check_resume_config, get_preset, parse_overrides
+from training.presets import check_resume_config, default_preset, get_preset, parse_overrides
 
 
 def test_a_run_resumes_under_the_config_it_saved():
@@ -43,3 +43,13 @@ def test_overrides_are_read_as_json_and_unknown_fields_are_one_error():
         "guide_start": 0.9, "diffaugment": "color,translation"}
     with pytest.raises(CganError, match="expected KEY=VALUE"):
         parse_overrides(["guide_start_step=100"])
+
+
+def test_a_folder_of_attribute_groups_gets_the_faces_preset_at_its_own_size_and_any_other_best(tmp_path):
+    faces, scenes = tmp_path / "faces", tmp_path / "scenes"
+    faces.mkdir(), scenes.mkdir()
+    (faces / "groups.json").write_text('{"hair": ["blue hair"], "eyes": ["red eyes"]}')
+    assert default_preset(faces) == "faces" and default_preset(scenes) == "best"
+    config = get_preset("faces")
+    assert config.image_size == 96 and config.guide_weight == 0 and get_preset("best").image_size == 64
+    assert config.generator_config == get_preset("best").generator_config  # best's networks, drawn at 96x96

@@ -22,6 +22,8 @@ TINY = {  # small widths so every preset trains in seconds
     "acgan": {"generator_config": {"z_dim": 16}},
     "group-acgan": {"generator_config": {"z_dim": 16}},
     "infogan": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16}, "discriminator_config": {"ndf": 8}},
+    "faces": {"generator_config": {"z_dim": 16, "ngf": 8, "embed_dim": 16},  # at 96x96 on the i-CLEVR fixture
+              "discriminator_config": {"ndf": 8}, "gpu_batch_size": 0},
 }
 
 

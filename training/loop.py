@@ -60,7 +60,7 @@ class Run(CarryOn):
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
         self.lock = RunFolderLock(self.out)  # taken by open(), given back by close()
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
-        self.data: ICLEVRData = load_dataset(options.data)
+        self.data: ICLEVRData = load_dataset(options.data, config.image_size)  # [N, 3, S, S] at the preset's size
         evaluator = load_evaluator(options.evaluator or shipped_evaluator(self.data.vocabulary))
         check_scores(evaluator, self.data.vocabulary, "the training data's")
         # what G draws for: the data's labels, or InfoGAN codes (the data's labels are then never used)

@@ -32,17 +32,13 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
              for name, c in evaluation_conditions(root, vocabulary).items()})
     scorer = load_evaluator(evaluator or shipped_evaluator(vocabulary))
     check_scores(scorer, vocabulary, f"the data's in {root}")
-    reference = None
-    if with_scorecard:
-        try:
-            reference = build_reference(load_dataset(root), scorer)
-        except DatasetError as exc:  # a data folder too small for the real-data figures
-            print(f"scorecard skipped: {exc}", file=sys.stderr)
-    rows = {"real data": reference.real_figures()} if reference else {}
+    runners = {str(path or "exported (shipped)"): open_backend(path, backend, device) for path in models}
+    sizes = sorted({int(runner.metadata["image_size"]) for runner in runners.values()})
+    references = _references(root, scorer, sizes) if with_scorecard else {}
+    rows = {_real_name(size, sizes): ref.real_figures() for size, ref in references.items()}
     results = {}
-    for path in models:
-        runner = open_backend(path, backend, device)
-        name = str(path or "exported (shipped)")
+    for name, runner in runners.items():
+        reference = references.get(int(runner.metadata["image_size"]))
         if runner.metadata.get("condition_kind") == "codes":  # InfoGAN: no labels to score; fidelity and noise
             results[name] = _codes_scores(name, runner, reference, scorer, seeds, first_seed, echo)
             continue
@@ -55,13 +51,28 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
                        + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
         if reference:
             rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
-    if rows and any("accuracy" in r for r in results.values()):
+    if len(rows) > len(references) and any("accuracy" in r for r in results.values()):
         echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items() if "accuracy" in v}))
     if report:
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
-                            "real data": rows.get("real data"), "models": results})
+                            **{name: rows[name] for name in rows if name.startswith("real data")}, "models": results})
         echo(f"report: {report}")
     return results
+
+
+def _references(root: Path, scorer, sizes: list[int]) -> dict:
+    """The real reference at each image size of the models scored (the real faces drawn at a model's own size,
+    so real and generated images reach the evaluator through the same resize); none for a tiny folder."""
+    try:
+        return {size: build_reference(load_dataset(root, size), scorer) for size in sizes}
+    except DatasetError as exc:  # a data folder too small for the real-data figures
+        print(f"scorecard skipped: {exc}", file=sys.stderr)
+        return {}
+
+
+def _real_name(size: int, sizes: list[int]) -> str:
+    """The real row's name: ``real data``, with its size when models of several sizes are scored side by side."""
+    return "real data" if len(sizes) == 1 else f"real data ({size}x{size})"
 
 
 def _codes_scores(name: str, runner, reference, scorer, seeds: int, first_seed: int, echo: Callable[[str], None]) -> dict:
