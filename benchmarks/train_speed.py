@@ -2,6 +2,7 @@
 
     python benchmarks/train_speed.py --preset best --steps 6
     python benchmarks/train_speed.py --preset best --steps 30 --compile   # fp32 and bf16, eager and torch.compile
+    python benchmarks/train_speed.py --preset faces --image-sizes 64,96   # the faces preset at 64 and at 96 pixels
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ def step_seconds(config, steps: int, device: torch.device, compiled: bool = Fals
     """Median seconds of one full training iteration (n_critic D steps, one G step, EMA); ``compiled``:
     G and D through ``torch.compile`` as a run compiles them (its first iterations compile and are not timed)."""
     torch.manual_seed(0)
-    models = Models(config, 24, 64, device)
+    size = config.image_size
+    models = Models(config, 24, size, device)
     if compiled:
         models.compile()
     b = config.batch_size
-    real = torch.rand(b, 3, 64, 64, device=device) * 2 - 1
+    real = torch.rand(b, 3, size, size, device=device) * 2 - 1  # [B, 3, S, S]
     if config.channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
     labels = (torch.rand(b, 24, device=device) < 0.08).float()
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--preset", default="best")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--image-sizes", default=None, help="comma-separated sizes to train at, side by side "
+                        "(bf16 autocast, the preset's layout); default: the preset's own, every variant")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true",
                         help="compare fp32 and bf16 autocast, eager and compiled (the preset's layout)")
@@ -74,6 +78,8 @@ def main() -> None:
     print("| variant | s/iteration | images/s | x first row |\n|---|---|---|---|")
     first = None
     runs = [(name, flags, False) for name, flags in VARIANTS.items()]
+    if args.image_sizes:
+        runs = [(f"{size}x{size}", {"image_size": int(size)}, False) for size in args.image_sizes.split(",")]
     if args.compile:
         runs = [(f"{name}, {mode}", {"bf16": name == "bf16"}, mode == "compiled")
                 for mode in ("eager", "compiled") for name in ("fp32", "bf16")]

@@ -221,14 +221,26 @@ def selection_score(accuracy: float, card: dict) -> float:
 
 
 def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
-    """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result); the
-    condition files keep the order they were evaluated in (test.json before new_test.json)."""
+    """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result, with
+    ``per_group`` for attribute groups); the condition files keep the order they were evaluated in (test.json
+    before new_test.json).  A row whose result has no ``std`` (real images: the evaluator's held-out accuracy
+    of them, under every file) shows the bare figure."""
     files = list(dict.fromkeys(f for result in accuracy.values() for f in result))
-    lines = ["| model | " + " | ".join(files) + " | diversity (real 1.0) | layout diversity | Fréchet distance "
-             "(x real floor) | precision | recall |", "|---" * (len(files) + 6) + "|"]
+    groups = list(dict.fromkeys(g for result in accuracy.values() for r in result.values() for g in r.get("per_group", {})))
+    lines = ["| model | " + " | ".join(files + groups) + " | diversity (real 1.0) | layout diversity | Fréchet distance "
+             "(x real floor) | precision | recall |", "|---" * (len(files) + len(groups) + 6) + "|"]
     for name, card in cards.items():
-        accs = [f"{accuracy[name][f]['mean']:.3f} ± {accuracy[name][f]['std']:.3f}" if name in accuracy else "-"
-                for f in files]
+        results = accuracy.get(name, {})
+        accs = [_accuracy_cell(results.get(f)) for f in files]
+        per_group = next((r["per_group"] for r in results.values() if "per_group" in r), {})
+        accs += [f"{per_group[g]:.3f}" if g in per_group else "-" for g in groups]
         lines.append(f"| {name} | " + " | ".join(accs) + f" | {card['diversity']:.3f} | {card['layout_diversity']:.3f} "
                      f"| {card['frechet']:.1f} ({card['fidelity']:.2f}x) | {card['precision']:.3f} | {card['recall']:.3f} |")
     return "\n".join(lines)
+
+
+def _accuracy_cell(result: dict | None) -> str:
+    """``mean ± std`` over seeds, the bare mean for real images, ``-`` for none."""
+    if result is None:
+        return "-"
+    return f"{result['mean']:.3f} ± {result['std']:.3f}" if "std" in result else f"{result['mean']:.3f}"

@@ -301,8 +301,12 @@ def test_evaluate_prints_the_scorecard_beside_the_real_data(exported_best, rando
     code, text = _cli("evaluate", "--model", exported_best / "generator.onnx", "--data", data, "--seeds", 2,
                       "--evaluator", random_evaluator, "--report", report)
     assert code == 0, text
-    assert "| real data | - | - | 1.000 |" in text and "diversity (real 1.0)" in text
+    real_row = next(line for line in text.splitlines() if line.startswith("| real data |"))
+    held_out = real_row.split(" | ")[1]  # the evaluator's accuracy on real held-out scenes, bare: no spread over seeds
+    assert real_row.split(" | ")[2] == held_out and " ± " not in held_out and 0 <= float(held_out) <= 1
+    assert " | 1.000 | 1.000 | " in real_row and "diversity (real 1.0)" in text
     saved = json.loads(report.read_text())
+    assert saved["real data"]["accuracy"]["test.json"]["mean"] == pytest.approx(float(held_out), abs=5e-4)
     card = saved["models"][str(exported_best / "generator.onnx")]["scorecard"]
     assert card["diversity_sets"] == 7 and 0 <= card["precision"] <= 1 and card["frechet_floor"] > 0
     assert saved["real data"]["diversity"] == 1.0 and "selection_rule" in saved

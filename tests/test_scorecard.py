@@ -132,3 +132,13 @@ def test_markdown_table_keeps_the_condition_files_in_evaluation_order():
     header, _, row = scorecard.markdown_table({"g.onnx": card}, accuracy).splitlines()
     assert header.startswith("| model | test.json | new_test.json |")
     assert row.startswith("| g.onnx | 0.967 ± 0.014 | 0.964 ± 0.014 | 0.950 | 0.800 | 34.7 (1.79x) |")
+
+
+def test_markdown_table_shows_each_group_and_the_real_images_accuracy_beside_the_model_s():
+    card = {"diversity": 0.9, "layout_diversity": 0.9, "frechet": 15.0, "fidelity": 1.5, "precision": 0.9, "recall": 0.8}
+    accuracy = {"real data": {"combinations": {"mean": 0.711, "per_group": {"hair": 0.719, "eyes": 0.703}}},
+                "g.onnx": {"combinations": {"mean": 0.877, "std": 0.011, "per_group": {"hair": 0.948, "eyes": 0.807}}}}
+    header, _, real, model = scorecard.markdown_table({"real data": card, "g.onnx": card}, accuracy).splitlines()
+    assert header.startswith("| model | combinations | hair | eyes | diversity")
+    assert real.startswith("| real data | 0.711 | 0.719 | 0.703 | 0.900 |")
+    assert model.startswith("| g.onnx | 0.877 ± 0.011 | 0.948 | 0.807 | 0.900 |")

@@ -16,7 +16,7 @@ from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 
 from .data import evaluation_conditions, load_dataset, load_vocabulary, resolve_data_root
-from .reference import build_reference
+from .reference import build_reference, held_out_accuracy
 
 
 def evaluate_models(models: list[Path | None], backend: str, device: str, data: Path | None,
@@ -34,8 +34,9 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     check_scores(scorer, vocabulary, f"the data's in {root}")
     runners = {str(path or "exported (shipped)"): open_backend(path, backend, device) for path in models}
     sizes = sorted({int(runner.metadata["image_size"]) for runner in runners.values()})
-    references = _references(root, scorer, sizes) if with_scorecard else {}
+    references, real_accuracy = _references(root, scorer, sizes) if with_scorecard else ({}, {})
     rows = {_real_name(size, sizes): ref.real_figures() for size, ref in references.items()}
+    accuracy = {_real_name(size, sizes): {name: acc for name in sets} for size, acc in real_accuracy.items()}
     results = {}
     for name, runner in runners.items():
         reference = references.get(int(runner.metadata["image_size"]))
@@ -52,22 +53,29 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
         if reference:
             rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
     if len(rows) > len(references) and any("accuracy" in r for r in results.values()):
-        echo(cards.markdown_table(rows, {k: v["accuracy"] for k, v in results.items() if "accuracy" in v}))
+        accuracy.update({k: v["accuracy"] for k, v in results.items() if "accuracy" in v})
+        echo(cards.markdown_table(rows, accuracy))
+        echo("(real data: the evaluator's accuracy on the real images it held out, with their own labels)")
     if report:
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
-                            **{name: rows[name] for name in rows if name.startswith("real data")}, "models": results})
+                            **{name: {**rows[name], "accuracy": accuracy[name]} for name in rows if name.startswith("real data")},
+                            "models": results})
         echo(f"report: {report}")
     return results
 
 
-def _references(root: Path, scorer, sizes: list[int]) -> dict:
-    """The real reference at each image size of the models scored (the real faces drawn at a model's own size,
-    so real and generated images reach the evaluator through the same resize); none for a tiny folder."""
+def _references(root: Path, scorer, sizes: list[int]) -> tuple[dict, dict]:
+    """The real reference and the real images' held-out accuracy at each image size of the models scored (real
+    images at a model's own size reach the evaluator through the same resize as its images); none for a tiny folder."""
+    references, accuracy = {}, {}
     try:
-        return {size: build_reference(load_dataset(root, size), scorer) for size in sizes}
+        for size in sizes:
+            data = load_dataset(root, size)
+            references[size], accuracy[size] = build_reference(data, scorer), held_out_accuracy(data, scorer)
     except DatasetError as exc:  # a data folder too small for the real-data figures
         print(f"scorecard skipped: {exc}", file=sys.stderr)
-        return {}
+        return {}, {}
+    return references, accuracy
 
 
 def _real_name(size: int, sizes: list[int]) -> str:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from cgan_export.evaluator import Evaluator
+from cgan_export.evaluator import Evaluator, group_accuracy, per_object_hits
 from cgan_export.scorecard import RealReference, pooled_features
 
 from .data import DatasetError, ICLEVRData, scene_split, to_float
@@ -63,3 +63,14 @@ def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, m
     return RealReference(set_conditions, set_images, data.labels[other].numpy(),
                          pooled_features(evaluator, to_float(data.images[reference])),
                          pooled_features(evaluator, to_float(data.images[other])))
+
+
+def held_out_accuracy(data: ICLEVRData, evaluator: Evaluator) -> dict:
+    """The lab accuracy real images earn: the evaluator's on the scenes it held out, with their own labels (the
+    ceiling a generator's accuracy is read against), and per attribute group for the groups kind."""
+    held = torch.as_tensor(np.sort(held_out_images(data, evaluator)))
+    hits, counts = per_object_hits(evaluator.scores(to_float(data.images[held])), data.labels[held], data.vocabulary.groups)
+    result = {"mean": float(hits.sum() / counts.sum().clamp(min=1)), "images": len(held)}
+    if data.vocabulary.groups:
+        result["per_group"] = group_accuracy(hits, counts, data.vocabulary)
+    return result
