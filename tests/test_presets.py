@@ -31,6 +31,7 @@ def test_a_changed_training_field_is_refused_by_name_but_scoring_fields_may_chan
     with pytest.raises(CganError, match=r"guide_weight: run has 0.0, asked 1.0"):
         check_resume_config({**config.to_dict(), "guide_weight": 0.0}, config, Path("run"))
     check_resume_config({**config.to_dict(), "eval_every": 1000, "eval_seeds": 3}, config, Path("run"))
+    check_resume_config({**config.to_dict(), "epochs": 380, "guide_start": 340 / 380}, config, Path("run"))  # the schedule
 
 
 def test_the_best_preset_adds_its_coarse_guide_only_for_the_end_of_the_budget():

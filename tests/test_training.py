@@ -178,15 +178,14 @@ def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_bu
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
-def test_the_best_presets_schedule_is_the_shipped_runs_up_to_its_best_checkpoint():
-    """The shipped run: a 400-epoch budget, an 18-epoch anneal and the guide from 85% (iteration 191,080 at 562
-    iterations per epoch); its best.pt is iteration 212,000. The preset: 380 epochs at constant learning rates,
-    the guide from epoch 340: the same learning rates and the same guide steps up to the shipped anneal."""
+def test_the_best_preset_trains_170_epochs_at_constant_rates_with_the_guide_from_epoch_150():
+    """95,540 iterations at 562 per epoch (18,009 images, batch 32); the guide joins at iteration 84,300, the
+    first whose share of the budget reaches 150/170."""
     config, per_epoch = get_preset("best"), 18009 // 32
-    assert budget_steps(config, per_epoch) == 213_560 and config.anneal == 0
-    assert all(lr_factor(config, step, per_epoch, 0.0) == 1.0 for step in (0, 191_080, 212_000, 213_559))
-    joins = [step for step in (191_079, 191_080) if step / budget_steps(config, per_epoch) >= config.guide_start]
-    assert joins == [191_080] and 191_080 / (400 * per_epoch) >= 0.85 > 191_079 / (400 * per_epoch)
+    assert budget_steps(config, per_epoch) == 95_540 and config.anneal == 0 and config.generator_config["blur"]
+    assert all(lr_factor(config, step, per_epoch, 0.0) == 1.0 for step in (0, 84_300, 95_539))
+    joins = [step for step in (84_299, 84_300) if step / budget_steps(config, per_epoch) >= config.guide_start]
+    assert joins == [84_300] and 84_300 / per_epoch == pytest.approx(150, abs=0.01)
 
 
 def test_step_decay_multiplies_by_gamma_every_lr_step_epochs():

@@ -18,7 +18,7 @@ class TrainConfig:
 
     preset: str
     generator: str  # architecture of G (cgan_export.networks)
-    # -- schedule: how long the run trains and how it ends (a resume may lengthen it: BUDGET_FIELDS) --
+    # -- schedule: how long the run trains and how it ends (a resume may change it: BUDGET_FIELDS) --
     epochs: float = 0.0  # budget in epochs over all resumes (0: a budget in minutes)
     minutes: float = 60.0  # budget in training minutes over all resumes, when epochs is 0
     anneal: float = 0.0  # learning rates fall linearly to 0 over the budget's last ANNEAL epochs (or minutes)
@@ -120,16 +120,19 @@ PRESETS: dict[str, TrainConfig] = {
     # From step 0, or at full size, the guide is gamed: one layout per condition, striped spheres; late and
     # coarse, it lifted a 120-minute run from 0.90 / 0.89 to 0.95 / 0.95 within 2,000 iterations while the
     # layouts stayed (docs/results.md, "One command").
-    # The schedule is the shipped run's, folded in: 380 epochs at constant learning rates, the guide joining
-    # after epoch 340 (iteration 191,080 at batch 32). The shipped run had a 400-epoch budget with an 18-epoch
-    # anneal and a 7-epoch second cycle; neither paid (its best.pt, iteration 212,000, came before both), and
-    # up to iteration 214,684 its schedule is this one (docs/training.md, "The best preset's schedule").
+    # G low-pass filters after every up-sampling ConvTranspose (blur): at equal iterations from 20,000 on, the
+    # Fréchet ratio is about half the unfiltered G's (3.5x against 7.8x at 30,000) and both accuracies higher,
+    # for ~10% more per step (docs/training.md, "Candidates at equal minutes").
+    # The schedule: 170 epochs at constant learning rates (95,540 iterations at batch 32: ~190 minutes on the
+    # 2-core Zen 4 machine of the shipped run), the guide joining after epoch 150. The shipped generator's run
+    # (no filter) took 400 epochs, the guide from 340; its anneal and second cycle did not pay (its best.pt,
+    # iteration 212,000, came before both): docs/training.md, "Where the schedule comes from".
     # On CUDA batch 128 (4.5x the images/s of batch 32 on an H200; benchmarks/train_speed.py).
     "best": TrainConfig(
-        preset="best", epochs=380, gpu_batch_size=128, eval_every=1000,
-        generator="cbn", generator_config={"z_dim": 128, "ngf": 32},
+        preset="best", epochs=170, gpu_batch_size=128, eval_every=1000,
+        generator="cbn", generator_config={"z_dim": 128, "ngf": 32, "blur": True},
         mode_seeking_weight=1.0, mode_seeking_target=0.03, mode_seeking_real_share=0.67,
-        guide_weight=1.0, guide_resolution=32, guide_start=340 / 380,
+        guide_weight=1.0, guide_resolution=32, guide_start=150 / 170,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
@@ -221,7 +224,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it trains: a resume may change them
-BUDGET_FIELDS = ("epochs", "minutes")  # how long it trains: a resume may lengthen (or shorten) the run
+BUDGET_FIELDS = ("epochs", "minutes", "guide_start")  # how long it trains, and when in that its guide joins: a
+# resume may lengthen (or shorten) the run and move the guide with it
 DEVICE_FIELDS = ("gpu_batch_size",)  # what for_device reads: its effect (batch, learning rates, EMA) is compared
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
