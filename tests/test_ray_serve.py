@@ -40,9 +40,12 @@ def _call(port: int, path: str, body: dict | None = None, raw: bytes | None = No
         with urllib.request.urlopen(request, timeout=120) as reply:
             return reply.status, dict(reply.headers), reply.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        try:
+            return exc.code, dict(exc.headers), exc.read()
+        except (ConnectionError, http.client.IncompleteRead):
+            return 0, {}, b""  # it stopped while refusing: the refusal's body was cut, never in flight
     except (ConnectionError, urllib.error.URLError, http.client.IncompleteRead):
-        return 0, {}, b""  # no server (any more), or it stopped while refusing: never in flight
+        return 0, {}, b""  # no server (any more): never in flight
 
 
 def _images(reply: bytes) -> np.ndarray:

@@ -16,7 +16,8 @@ from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 
 from .data import evaluation_conditions, load_dataset, load_vocabulary, resolve_data_root
-from .reference import build_reference, held_out_accuracy
+from .evaluator_training import real_accuracy
+from .reference import build_reference
 
 
 def evaluate_models(models: list[Path | None], backend: str, device: str, data: Path | None,
@@ -34,9 +35,9 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     check_scores(scorer, vocabulary, f"the data's in {root}")
     runners = {str(path or "exported (shipped)"): open_backend(path, backend, device) for path in models}
     sizes = sorted({int(runner.metadata["image_size"]) for runner in runners.values()})
-    references, real_accuracy = _references(root, scorer, sizes) if with_scorecard else ({}, {})
+    references, real_scores = _references(root, scorer, sizes) if with_scorecard else ({}, {})
     rows = {_real_name(size, sizes): ref.real_figures() for size, ref in references.items()}
-    accuracy = {_real_name(size, sizes): {name: acc for name in sets} for size, acc in real_accuracy.items()}
+    accuracy = {_real_name(size, sizes): {name: acc for name in sets} for size, acc in real_scores.items()}
     results = {}
     for name, runner in runners.items():
         reference = references.get(int(runner.metadata["image_size"]))
@@ -71,7 +72,7 @@ def _references(root: Path, scorer, sizes: list[int]) -> tuple[dict, dict]:
     try:
         for size in sizes:
             data = load_dataset(root, size)
-            references[size], accuracy[size] = build_reference(data, scorer), held_out_accuracy(data, scorer)
+            references[size], accuracy[size] = build_reference(data, scorer), real_accuracy(scorer, data)
     except DatasetError as exc:  # a data folder too small for the real-data figures
         print(f"scorecard skipped: {exc}", file=sys.stderr)
         return {}, {}

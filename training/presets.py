@@ -157,7 +157,7 @@ PRESETS: dict[str, TrainConfig] = {
 # start and four doublings; D's features are summed over 6x6), with no guide: a 32x32 guide classifier read eye
 # colour from blobs, and G answered with oversized eyes and a Fréchet ratio of 1.65x instead of 1.35x
 # (docs/faces-and-codes.md). The budget: 100 epochs of the 11,418 faces (35,600 iterations at batch 32).
-PRESETS["faces"] = replace(PRESETS["best"], preset="faces", image_size=96, epochs=100, guide_weight=0.0, guide_start=0.0)
+PRESETS["faces"] = replace(PRESETS["best"], preset="faces", image_size=96, epochs=100, guide_weight=0.0)
 GROUPS_PRESET = "faces"  # what `train` runs on a data folder of the attribute-groups kind when no preset is named
 
 
@@ -195,7 +195,7 @@ def describe_schedule(config: TrainConfig) -> str:
     """One line: the budget, the anneal and the guide's start of ``config`` (for ``train --help``)."""
     unit = "epochs" if config.epochs else "minutes"
     budget = config.epochs or config.minutes
-    parts = [f"{budget:g} {unit}"] + ([f"{config.image_size}x{config.image_size}"] if config.image_size != 64 else [])
+    parts = [f"{budget:g} {unit}"] + ([f"{config.image_size}x{config.image_size}"] if config.image_size != TrainConfig.image_size else [])
     if config.anneal:
         parts.append(f"anneal over the last {config.anneal:g}")
     if config.guide_weight and config.guide_start:

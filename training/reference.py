@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 
-from cgan_export.evaluator import Evaluator, group_accuracy, per_object_hits
+from cgan_export.evaluator import Evaluator
 from cgan_export.scorecard import RealReference, pooled_features
 
-from .data import DatasetError, ICLEVRData, scene_split, to_float
-from .evaluator_training import EvaluatorConfig
+from .data import DatasetError, ICLEVRData, to_float
+from .evaluator_training import holdout_indices
 
 MIN_SET_IMAGES = 12  # an object set joins the diversity figure when it has at least this many real images
 FEATURE_IMAGES = 900  # real images per feature sample (Fréchet distance, precision, recall), in runs and `evaluate`
@@ -37,8 +35,7 @@ def _spread(items: list, limit: int | None) -> list:
 def held_out_images(data: ICLEVRData, evaluator: Evaluator, seed: int = 0) -> np.ndarray:
     """Indices of the images of the scenes the evaluator held out of its training, shuffled by ``seed`` (a folder
     too small for that split: all its images, which the evaluator may have seen)."""
-    config = {**asdict(EvaluatorConfig()), **evaluator.info.get("config", {})}
-    _, held = scene_split(data.files, config["holdout_fraction"], config["seed"])
+    held = holdout_indices(evaluator, data.files)
     if len(held) < 2 * MIN_FEATURE_IMAGES:
         held = np.arange(len(data))
     return np.random.default_rng(seed).permutation(held)
@@ -64,13 +61,3 @@ def build_reference(data: ICLEVRData, evaluator: Evaluator, per_set: int = 24, m
                          pooled_features(evaluator, to_float(data.images[reference])),
                          pooled_features(evaluator, to_float(data.images[other])))
 
-
-def held_out_accuracy(data: ICLEVRData, evaluator: Evaluator) -> dict:
-    """The lab accuracy real images earn: the evaluator's on the scenes it held out, with their own labels (the
-    ceiling a generator's accuracy is read against), and per attribute group for the groups kind."""
-    held = torch.as_tensor(np.sort(held_out_images(data, evaluator)))
-    hits, counts = per_object_hits(evaluator.scores(to_float(data.images[held])), data.labels[held], data.vocabulary.groups)
-    result = {"mean": float(hits.sum() / counts.sum().clamp(min=1)), "images": len(held)}
-    if data.vocabulary.groups:
-        result["per_group"] = group_accuracy(hits, counts, data.vocabulary)
-    return result
