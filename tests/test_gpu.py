@@ -101,7 +101,7 @@ def test_each_preset_trains_a_few_steps_on_cuda_with_its_default_compile(data_ro
     from training.presets import get_preset
 
     config = get_preset(preset, batch_size=4, eval_every=2, eval_seeds=1, **TINY[preset])
-    steps = 10 if config.guide_weight else 2  # `best`: its guide (trained on the GPU first) joins at 150/170: step 9
+    steps = 10 if config.guide_weight else 2  # `best`: its guide (trained on the GPU first) joins at 140/170: step 9
     result = train(replace(config, epochs=steps / 6), RunOptions(out=tmp_path / "run", data=data_root,
                                                                  evaluator=random_evaluator, device="cuda",
                                                                  show_progress=False))

@@ -124,15 +124,17 @@ PRESETS: dict[str, TrainConfig] = {
     # Fréchet ratio is about half the unfiltered G's (3.5x against 7.8x at 30,000) and both accuracies higher,
     # for ~10% more per step (docs/training.md, "Candidates at equal minutes").
     # The schedule: 170 epochs at constant learning rates (95,540 iterations at batch 32: ~190 minutes on the
-    # 2-core Zen 4 machine of the shipped run), the guide joining after epoch 150. The shipped generator's run
+    # 2-core Zen 4 machine of the shipped run), the guide joining after epoch 140. The shipped generator's run
     # (no filter) took 400 epochs, the guide from 340; its anneal and second cycle did not pay (its best.pt,
     # iteration 212,000, came before both): docs/training.md, "Where the schedule comes from".
+    # The guide's 30 epochs: the shipped run first met the Fréchet target 32 epochs after its guide joined, and a
+    # filtered run guided for 20 epochs ended at 1.51x, still falling (docs/training.md, "Candidates").
     # On CUDA batch 128 (4.5x the images/s of batch 32 on an H200; benchmarks/train_speed.py).
     "best": TrainConfig(
         preset="best", epochs=170, gpu_batch_size=128, eval_every=1000,
         generator="cbn", generator_config={"z_dim": 128, "ngf": 32, "blur": True},
         mode_seeking_weight=1.0, mode_seeking_target=0.03, mode_seeking_real_share=0.67,
-        guide_weight=1.0, guide_resolution=32, guide_start=150 / 170,
+        guide_weight=1.0, guide_resolution=32, guide_start=140 / 170,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
