@@ -54,3 +54,10 @@ def test_a_folder_of_attribute_groups_gets_the_faces_preset_at_its_own_size_and_
     config = get_preset("faces")
     assert config.image_size == 96 and config.guide_weight == 0 and get_preset("best").image_size == 64
     assert config.generator_config == get_preset("best").generator_config  # best's networks, drawn at 96x96
+
+
+def test_the_faces_preset_caps_mode_seeking_by_the_real_share_alone():
+    # best's ceiling (0.03) is an i-CLEVR figure: real faces of one hair x eyes set sit ~14x further apart
+    faces, best = get_preset("faces"), get_preset("best")
+    assert faces.mode_seeking_target == 0 and faces.mode_seeking_real_share == best.mode_seeking_real_share > 0
+    assert faces.mode_seeking_weight == best.mode_seeking_weight > 0
