@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from cgan_export.vocabulary import Vocabulary
-from training.conditions import colour_groups, image_weights, mix_conditions, random_conditions
+from training.conditions import (colour_groups, image_weights, mix_conditions, random_conditions,
+                                 random_group_conditions)
 
 COLOURS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
 VOCAB = Vocabulary(tuple(f"{c} {s}" for s in ("cube", "sphere", "cylinder") for c in COLOURS))
@@ -41,6 +42,27 @@ def test_mix_conditions_replaces_the_asked_share_of_rows_and_keeps_object_counts
     assert torch.equal(mixed.sum(dim=1), labels.sum(dim=1))
     changed = (mixed != labels).any(dim=1).float().mean().item()
     assert 0.35 < changed < 0.5  # half replaced, a few by the same condition again
+
+
+FACES = Vocabulary(("aqua hair", "black hair", "blond hair", "blue eyes", "green eyes", "red eyes")).with_groups(
+    {"hair": ["aqua hair", "black hair", "blond hair"], "eyes": ["blue eyes", "green eyes", "red eyes"]})
+
+
+def test_random_group_conditions_take_one_value_per_group_every_combination_as_often():
+    cond = random_group_conditions(9000, len(FACES), FACES.groups, torch.Generator().manual_seed(0))  # [9000, 6]
+    assert torch.equal(cond[:, :3].sum(dim=1), torch.ones(9000)) and torch.equal(cond[:, 3:].sum(dim=1), torch.ones(9000))
+    combos = torch.bincount(cond[:, :3].argmax(1) * 3 + cond[:, 3:].argmax(1), minlength=9) / 9000
+    assert torch.allclose(combos, torch.full((9,), 1 / 9), atol=0.02)  # 1000 expected per combination; std ~0.003
+
+
+def test_mix_conditions_for_attribute_groups_draw_uniform_combinations_not_the_data_s():
+    labels = torch.zeros(8000, 6)
+    labels[:, [0, 3]] = 1  # every real face: aqua hair, blue eyes
+    mixed = mix_conditions(labels, 0.5, colour_groups(FACES), 0.0, torch.Generator().manual_seed(0), FACES.groups)
+    assert torch.equal(mixed[:, :3].sum(dim=1), torch.ones(8000)) and torch.equal(mixed[:, 3:].sum(dim=1), torch.ones(8000))
+    changed = (mixed != labels).any(dim=1).float().mean().item()
+    assert abs(changed - 0.5 * 8 / 9) < 0.03  # half redrawn, 1 in 9 of those to the same combination
+    assert mixed[:, 2].mean().item() == pytest.approx(0.5 / 3, abs=0.02)  # blond hair, never in the data
 
 
 def test_image_weights_favour_images_that_pair_two_objects_of_one_colour():

@@ -124,7 +124,8 @@ def test_groups_train_export_evaluate_and_generate_from_the_cli(preset, groups_r
     assert result.exit_code == 0, result.output
     metrics = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
     assert set(metrics["holdout_group_accuracy"]) == {"hair", "eyes"}
-    tiny = {"faces": ['generator_config={"z_dim": 16, "ngf": 8, "embed_dim": 16}', 'discriminator_config={"ndf": 8}'],
+    tiny = {"faces": ['generator_config={"z_dim": 16, "ngf": 8, "embed_dim": 16}', 'discriminator_config={"ndf": 8}',
+                      "random_condition_fraction=0.5"],  # half of G's draws one uniform value per group
             "group-acgan": ['generator_config={"z_dim": 16}']}[preset]
     run = tmp_path / "run"
     named = [] if preset == "faces" else ["--preset", preset]
@@ -160,3 +161,15 @@ def test_an_evaluator_of_another_vocabulary_is_refused_with_one_line(groups_root
     result = CliRunner().invoke(app, ["train", "--data", str(groups_root), "--out", str(tmp_path / "run"), "--epochs", "1",
                                       "--evaluator", str(random_evaluator), "--device", "cpu"])
     assert result.exit_code == 1 and "scores another vocabulary" in result.output
+
+
+def test_the_group_grid_s_real_cells_hold_only_faces_of_that_cell_and_pad_with_blanks(groups_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("group_grid", Path(__file__).parent.parent / "benchmarks" / "group_grid.py")
+    group_grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(group_grid)
+    faces = group_grid.real_faces(groups_root, {"red hair", "yellow eyes"}, 12, 64)  # the fixture holds 10 such faces
+    assert len(faces) == 12 and all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in faces)
+    assert all(abs(int(f[10, 32, 0]) - 220) < 25 and abs(int(f[10, 32, 2]) - 40) < 25 for f in faces[:10])  # red top half
+    assert all((f == 255).all() for f in faces[10:])

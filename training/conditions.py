@@ -2,7 +2,7 @@
 
 The training images fix which object combinations the generator practises on; a share of each
 generated batch can instead be drawn for random conditions (the same number of objects as the row
-it replaces, distinct objects), judged by the discriminator's projection and auxiliary heads like
+it replaces, distinct objects; for attribute groups one uniform value of each group), judged by the discriminator's projection and auxiliary heads like
 any other fake.  ``same_colour`` is the share of those random conditions (with two objects or more)
 that pair two objects of one colour: scenes the training set holds few of (8% of its two-object
 images) and the generator confuses most.  :func:`image_weights` instead draws the real training
@@ -43,14 +43,30 @@ def random_conditions(counts: torch.Tensor, groups: torch.Tensor, same_colour: f
     return (rank < counts[:, None]).float()
 
 
+def random_group_conditions(batch: int, classes: int, value_groups: tuple[tuple[str, tuple[int, ...]], ...],
+                            generator: torch.Generator) -> torch.Tensor:
+    """Multi-hot [B, C] of one uniformly drawn value from every attribute group (``Vocabulary.groups``): each
+    combination as often as any other, whatever the data's frequencies."""
+    out = torch.zeros(batch, classes)
+    for _, members in value_groups:
+        members = torch.tensor(members)  # [V] this group's class indices
+        pick = members[torch.randint(len(members), (batch,), generator=generator)]  # [B]
+        out[torch.arange(batch), pick] = 1.0
+    return out
+
+
 def mix_conditions(labels: torch.Tensor, fraction: float, groups: torch.Tensor, same_colour: float,
-                   generator: torch.Generator) -> torch.Tensor:
-    """``labels`` [B, C] with a ``fraction`` of rows replaced by random conditions of the same size."""
+                   generator: torch.Generator, value_groups: tuple = ()) -> torch.Tensor:
+    """``labels`` [B, C] with a ``fraction`` of rows replaced by random conditions: for attribute groups
+    (``value_groups``, a groups vocabulary's) one uniform value per group, else as many distinct objects."""
     if fraction <= 0:
         return labels
     replace = torch.rand(len(labels), generator=generator) < fraction  # [B]
-    counts = labels.sum(dim=1).round().long()  # [B]
-    fresh = random_conditions(counts, groups, same_colour, generator)  # [B, C]
+    if value_groups:
+        fresh = random_group_conditions(len(labels), labels.shape[1], value_groups, generator)  # [B, C]
+    else:
+        counts = labels.sum(dim=1).round().long()  # [B]
+        fresh = random_conditions(counts, groups, same_colour, generator)  # [B, C]
     return torch.where(replace[:, None], fresh, labels)
 
 
@@ -66,7 +82,6 @@ def image_weights(labels: torch.Tensor, groups: torch.Tensor, same_colour_weight
     if same_colour_weight == 1.0:
         return None
     return 1.0 + (same_colour_weight - 1.0) * pairs_one_colour(labels, groups).float()
-
 
 
 def sample_codes(batch: int, categories: int, continuous: int, generator: torch.Generator) -> torch.Tensor:

@@ -174,7 +174,7 @@ class Run(CarryOn):
         else:
             fake_labels = (labels if config.random_condition_fraction <= 0 else  # [B, 24] what G draws
                            mix_conditions(labels.cpu(), config.random_condition_fraction, self.groups,
-                                          config.random_same_colour, self.noise_gen).to(device))
+                                          config.random_same_colour, self.noise_gen, self.vocabulary.groups).to(device))
         models.set_lr_factor(lr_factor(config, state.step, self.steps_per_epoch, state.elapsed))
         models.g.train(), models.d.train()
         z_dim = models.g.config.z_dim
