@@ -35,20 +35,20 @@ def main() -> None:
         raise SystemExit(f"error: {args.model} is not a model of two attribute groups")
     rows = [g.vocabulary.names[i] for i in g.vocabulary.groups[0][1]]
     columns = [c.strip() for c in args.columns.split(",")]
+    labels = json.loads((args.real / "train.json").read_text()) if args.real else {}  # image name -> its tags
     images, captions = [], []
     for row in rows:
         for column in columns:
-            images += (real_faces(args.real, {row, column}, args.n, int(g.metadata["image_size"])) if args.real else
+            images += (real_faces(args.real, labels, {row, column}, args.n, int(g.metadata["image_size"])) if args.real else
                        list(g.generate([row, column], n=args.n, seed=0)))  # uint8 [n, H, W, 3]
             captions += [f"{row}, {column}"] + [""] * (args.n - 1)
     save_grid(images, captions, args.out, columns=len(columns) * args.n)
     print(f"{args.out}: {len(rows)} rows x {len(columns)} columns x {args.n} noises")
 
 
-def real_faces(root: Path, condition: set[str], n: int, size: int) -> list[np.ndarray]:
-    """The first ``n`` faces of ``root``'s train.json labelled exactly ``condition``, uint8 [size, size, 3] each
-    (blank ones where it holds fewer)."""
-    labels = json.loads((root / "train.json").read_text())
+def real_faces(root: Path, labels: dict[str, list[str]], condition: set[str], n: int, size: int) -> list[np.ndarray]:
+    """The first ``n`` faces of ``labels`` (``root``'s train.json) tagged exactly ``condition``, uint8
+    [size, size, 3] each (blank ones where it holds fewer)."""
     names = [name for name, tags in labels.items() if set(tags) == condition][:n]
     faces = [np.asarray(Image.open(root / "images" / name).convert("RGB").resize((size, size), Image.BICUBIC))
              for name in names]

@@ -169,7 +169,7 @@ def test_the_group_grid_s_real_cells_hold_only_faces_of_that_cell_and_pad_with_b
     spec = importlib.util.spec_from_file_location("group_grid", Path(__file__).parent.parent / "benchmarks" / "group_grid.py")
     group_grid = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(group_grid)
-    faces = group_grid.real_faces(groups_root, {"red hair", "yellow eyes"}, 12, 64)  # the fixture holds 10 such faces
+    faces = group_grid.real_faces(groups_root, json.loads((groups_root / "train.json").read_text()), {"red hair", "yellow eyes"}, 12, 64)  # the fixture holds 10 such faces
     assert len(faces) == 12 and all(f.shape == (64, 64, 3) and f.dtype == np.uint8 for f in faces)
     assert all(abs(int(f[10, 32, 0]) - 220) < 25 and abs(int(f[10, 32, 2]) - 40) < 25 for f in faces[:10])  # red top half
     assert all((f == 255).all() for f in faces[10:])

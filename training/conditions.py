@@ -2,8 +2,8 @@
 
 The training images fix which object combinations the generator practises on; a share of each
 generated batch can instead be drawn for random conditions (the same number of objects as the row
-it replaces, distinct objects; for attribute groups one uniform value of each group), judged by the discriminator's projection and auxiliary heads like
-any other fake.  ``same_colour`` is the share of those random conditions (with two objects or more)
+it replaces, distinct objects; for attribute groups one uniform value of each group), judged by
+the discriminator's projection and auxiliary heads like any other fake.  ``same_colour`` is the share of those random conditions (with two objects or more)
 that pair two objects of one colour: scenes the training set holds few of (8% of its two-object
 images) and the generator confuses most.  :func:`image_weights` instead draws the real training
 images that show such scenes more often.
