@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py --preset best --steps 6
     python benchmarks/train_speed.py --preset best --steps 30 --compile   # fp32 and bf16, eager and torch.compile
     python benchmarks/train_speed.py --preset faces --image-sizes 64,96   # the faces preset at 64 and at 96 pixels
+    python benchmarks/train_speed.py --preset best --rounds 3             # variants alternate; medians over rounds
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cgan_export.runtime import cpu_model  # noqa: E402
 from training.models import Models  # noqa: E402
 from training.steps import d_step, g_step  # noqa: E402
 from training.presets import get_preset  # noqa: E402
@@ -63,6 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="best")
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=1, help="time every variant this many times, alternating "
+                        "(the machine's speed drifts minute to minute); each row is the median over rounds")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--image-sizes", default=None, help="comma-separated sizes to train at, side by side "
                         "(bf16 autocast, the preset's layout); default: the preset's own, every variant")
@@ -75,6 +79,7 @@ def main() -> None:
     if args.batch_size:
         base = replace(base, batch_size=args.batch_size)
     print(f"preset {args.preset}, batch {base.batch_size}, device {device}, {torch.get_num_threads()} threads")
+    print(f"cpu: {cpu_model()}")
     print("| variant | s/iteration | images/s | x first row |\n|---|---|---|---|")
     first = None
     runs = [(name, flags, False) for name, flags in VARIANTS.items()]
@@ -83,8 +88,12 @@ def main() -> None:
     if args.compile:
         runs = [(f"{name}, {mode}", {"bf16": name == "bf16"}, mode == "compiled")
                 for mode in ("eager", "compiled") for name in ("fp32", "bf16")]
-    for name, flags, compiled in runs:
-        seconds = step_seconds(replace(base, **flags), args.steps, device, compiled)
+    timings: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    for _ in range(args.rounds):
+        for name, flags, compiled in runs:
+            timings[name].append(step_seconds(replace(base, **flags), args.steps, device, compiled))
+    for name, _, _ in runs:
+        seconds = statistics.median(timings[name])
         ips = base.batch_size / seconds
         first = first or ips
         print(f"| {name} | {seconds:.3f} | {ips:.1f} | {ips / first:.2f}x |", flush=True)

@@ -130,6 +130,8 @@ PRESETS: dict[str, TrainConfig] = {
     # The guide's 30 epochs: the shipped run first met the Fréchet target 32 epochs after its guide joined, and a
     # filtered run guided for 20 epochs ended at 1.51x, still falling (docs/training.md, "Candidates").
     # On CUDA batch 128 (4.5x the images/s of batch 32 on an H200; benchmarks/train_speed.py).
+    # channels_last weights and batches: 1.18x the bf16 step on a 2-core Zen 4 (2026-12-07), 1.09x on a Xeon with
+    # AMX (2026-12-02, 12-04); the faces preset at 96x96 1.05x (benchmarks/train_speed.py --rounds 3; docs/speed.md).
     "best": TrainConfig(
         preset="best", epochs=170, gpu_batch_size=128, eval_every=1000,
         generator="cbn", generator_config={"z_dim": 128, "ngf": 32, "blur": True},
@@ -137,7 +139,7 @@ PRESETS: dict[str, TrainConfig] = {
         guide_weight=1.0, guide_resolution=32, guide_start=140 / 170,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
-        lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=False),
+        lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=True),
     # InfoGAN (seed report 002's bonus): no labels; G draws for codes (a 10-way categorical and 2 continuous),
     # D's auxiliary head is the Q head that recovers them from G's images (categorical CE + squared error, in
     # G and D); D sees no condition.  The networks are `best`'s.  Left alone, G moves all the variation into
@@ -149,7 +151,8 @@ PRESETS: dict[str, TrainConfig] = {
         info_categories=10, info_continuous=2, aux_weight_d=1.0, aux_weight_g=1.0,
         info_weight=0.5,  # half weight on the continuous codes: at 1.0 they crowd out the noise
         mode_seeking_weight=1.0, mode_seeking_target=0.15,  # mode seeking at fixed codes keeps the noise alive
-        diffaugment="translation", batch_size=32, ema_decay=0.999, bf16=True, channels_last=False,
+        diffaugment="translation", batch_size=32, ema_decay=0.999, bf16=True,
+        channels_last=False,  # 1.01x its bf16 step with channels_last on the Zen 4 of 2026-12-07: no gain
         epochs=280),  # the report: 100,000 iterations at batch 32 (280 epochs of the 11,418 faces)
 }
 
