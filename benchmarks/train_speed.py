@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="compare fp32 and bf16 autocast, eager and compiled (the preset's layout)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     device = torch.device(args.device)
     base = get_preset(args.preset)
     if args.batch_size:

@@ -34,6 +34,12 @@ def test_a_changed_training_field_is_refused_by_name_but_scoring_fields_may_chan
     check_resume_config({**config.to_dict(), "epochs": 380, "guide_start": 340 / 380}, config, Path("run"))  # the schedule
 
 
+def test_a_run_saved_in_the_contiguous_layout_resumes_under_a_channels_last_preset():
+    config = get_preset("best")
+    assert config.channels_last  # runs started before the preset trained channels_last resume under it
+    check_resume_config({**config.to_dict(), "channels_last": False}, config, Path("run"))
+
+
 def test_the_best_preset_adds_its_coarse_guide_only_for_the_end_of_the_budget():
     config = get_preset("best")
     assert config.guide_weight > 0 and config.guide_resolution == 32 and 0.5 < config.guide_start < 1.0

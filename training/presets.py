@@ -236,13 +236,14 @@ SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it
 BUDGET_FIELDS = ("epochs", "minutes", "guide_start")  # how long it trains, and when in that its guide joins: a
 # resume may lengthen (or shorten) the run and move the guide with it
 DEVICE_FIELDS = ("gpu_batch_size",)  # what for_device reads: its effect (batch, learning rates, EMA) is compared
+LAYOUT_FIELDS = ("channels_last",)  # the weights' memory layout: it changes the rounding order, not the run
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
 
 def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str = "--resume: {out}/last.pt") -> None:
     """Refuse to resume a run (or branch from its snapshot: ``source`` names it) under another config than the one
     it was trained with (scoring fields aside)."""
-    free = SCORING_FIELDS + BUDGET_FIELDS + DEVICE_FIELDS
+    free = SCORING_FIELDS + BUDGET_FIELDS + DEVICE_FIELDS + LAYOUT_FIELDS
     wanted = {k: v for k, v in config.to_dict().items() if k not in free}
     saved = {k: v for k, v in saved.items()
              if k not in free and not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
