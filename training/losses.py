@@ -8,6 +8,11 @@ import torch
 import torch.nn.functional as F
 
 
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision autocast outputs as fp32 (what losses, DiffAugment and D take); fp32 and fp64 as they are."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Discriminator BCE: real -> 1, fake -> 0 (on logits)."""
     return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
@@ -58,13 +63,13 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
 
 def aux_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Multi-label BCE summed over the classes and averaged over the batch ([B, 24] each)."""
-    return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="sum") / logits.shape[0]
+    return F.binary_cross_entropy_with_logits(widened(logits), labels, reduction="sum") / logits.shape[0]
 
 
 def aux_group_ce(logits: torch.Tensor, labels: torch.Tensor, groups: tuple) -> torch.Tensor:
     """Attribute groups (seed 002): a softmax cross-entropy over each group's values, summed over the groups and
     averaged over the batch.  ``logits``, ``labels`` [B, C]; ``groups``: (name, member indices) pairs."""
-    logits = logits.float()
+    logits = widened(logits)
     total = logits.new_zeros(())
     for _, members in groups:
         idx = torch.tensor(members, device=logits.device)
@@ -75,7 +80,7 @@ def aux_group_ce(logits: torch.Tensor, labels: torch.Tensor, groups: tuple) -> t
 def info_loss(q: torch.Tensor, codes: torch.Tensor, categories: int, weight: float) -> torch.Tensor:
     """InfoGAN's mutual-information term: the categorical code's cross-entropy plus ``weight`` x the squared error
     of the continuous codes (a fixed-variance Gaussian Q).  ``q``, ``codes`` [B, K + M]."""
-    q = q.float()
+    q = widened(q)
     ce = F.cross_entropy(q[:, :categories], codes[:, :categories].argmax(dim=1))
     return ce + weight * (q[:, categories:] - codes[:, categories:]).pow(2).sum(dim=1).mean()
 
@@ -101,7 +106,7 @@ def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float | torc
     of one object set gets no push to differ more (G would buy the excess with lighting and blur).
     """
     h = images.shape[0] // 2
-    ratio = ((images[:h] - images[h:2 * h]).abs().float().flatten(1).mean(1)
+    ratio = (widened((images[:h] - images[h:2 * h]).abs()).flatten(1).mean(1)
              / (noise[:h] - noise[h:2 * h]).abs().mean(1))  # [h]
     if isinstance(target, torch.Tensor):
         ratio = torch.minimum(ratio, target.to(ratio))

@@ -47,7 +47,7 @@ def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torc
         with torch.no_grad():
             fake = models.g(noise, fake_labels)  # [B, 3, H, W]
         real_adv, real_aux = models.d(d_input(real, config), d_condition(labels, config))
-        fake_adv, fake_q = models.d(d_input(fake.float(), config), d_condition(fake_labels, config))
+        fake_adv, fake_q = models.d(d_input(losses.widened(fake), config), d_condition(fake_labels, config))
     loss = d_loss_fn(real_adv, fake_adv)
     out = {"d_adv": loss.detach()}
     if config.info_categories:
@@ -60,7 +60,7 @@ def d_step(models: Models, config: TrainConfig, real: torch.Tensor, labels: torc
         out["d_aux"] = aux.detach()
     if config.loss == "wgan-gp":
         gp = losses.gradient_penalty(lambda x: models.d(x, d_condition(labels, config))[0], d_input(real, config),
-                                     d_input(fake.float(), config))
+                                     d_input(losses.widened(fake), config))
         loss = loss + config.gp_weight * gp
         out["gp"] = gp.detach()
     models.optimize(loss, models.d, models.opt_d)
@@ -84,7 +84,7 @@ def g_step(models: Models, config: TrainConfig, labels: torch.Tensor, noise: tor
     models.d.requires_grad_(False)  # D's weight gradients are not needed here: only the path to G
     with torch.autocast(**autocast):
         fake = models.g(noise, labels)
-        seen = d_input(fake.float(), config)  # [B, 3, H, W]
+        seen = d_input(losses.widened(fake), config)  # [B, 3, H, W]
         fake_adv, fake_aux = models.d(seen, d_condition(labels, config))
         guide_logits = guide(seen) if guide is not None and config.guide_weight > 0 else None  # [B, 24]
     loss = g_loss_fn(fake_adv)
