@@ -88,6 +88,20 @@ def test_group_accuracy_takes_the_top_value_within_each_group(groups):
     assert group_accuracy(hits, counts, groups) == {"hair": 0.5, "eyes": 0.5}
 
 
+def test_real_accuracy_weighs_each_value_as_often_as_the_condition_set_asks_for_it(groups):
+    from training.evaluator_training import real_accuracy_for
+
+    # held out: blue hair 90 faces (81 right), red 10 (1 right), no green; brown eyes 50 (45), yellow 50 (10)
+    real = {"mean": 0.685, "images": 100, "hits": [81, 1, 0, 45, 10], "counts": [90, 10, 0, 50, 50]}
+    combinations = groups.encode_batch(groups.combinations())  # every pair once: each hair twice, each eye 3 times
+    result = real_accuracy_for(real, combinations, groups)
+    assert result["per_group"] == {"hair": pytest.approx(0.5), "eyes": pytest.approx(0.55)}  # green, never seen, left out
+    assert result["mean"] == pytest.approx((2 * 0.9 + 2 * 0.1 + 3 * 0.9 + 3 * 0.2) / 10)
+    assert result["held_out_mean"] == 0.685  # the held-out faces' own mix, kept beside it
+    only_blue = groups.encode_batch([["blue hair", "brown eyes"]] * 4)
+    assert real_accuracy_for(real, only_blue, groups)["per_group"] == {"hair": pytest.approx(0.9), "eyes": pytest.approx(0.9)}
+
+
 def test_the_group_loss_is_a_cross_entropy_per_group_summed(groups):
     torch.manual_seed(0)
     logits = torch.randn(4, 5)

@@ -142,9 +142,25 @@ def real_accuracy(evaluator, data: ICLEVRData) -> dict:
     ceiling a generator's accuracy is read against), and per attribute group for the groups kind."""
     hold = data.subset(holdout_indices(evaluator, data.files))
     hits, counts = per_object_hits(evaluator.scores(to_float(hold.images)), hold.labels, hold.vocabulary.groups)
-    result = {"mean": float(hits.sum() / counts.sum().clamp(min=1)), "images": len(hold)}
+    result = {"mean": float(hits.sum() / counts.sum().clamp(min=1)), "images": len(hold),
+              "hits": hits.tolist(), "counts": counts.tolist()}  # [C] each: per class, for real_accuracy_for
     if hold.vocabulary.groups:
         result["per_group"] = group_accuracy(hits, counts, hold.vocabulary)
+    return result
+
+
+def real_accuracy_for(real: dict, conditions: np.ndarray, vocabulary) -> dict:
+    """What real images earn on a condition set: each class's held-out accuracy (``real``, from
+    :func:`real_accuracy`) weighted by how often ``conditions`` [M, C] ask for that class, overall and per
+    attribute group. A set that asks for every hair x eyes pair once weighs a rare eye colour as much as a
+    common one, where the held-out faces' own mix hardly counts it. Classes no held-out image shows are left out."""
+    hits, counts = torch.tensor(real["hits"]), torch.tensor(real["counts"])  # [C]
+    asked = torch.from_numpy(np.asarray(conditions) > 0.5).sum(dim=0).float() * (counts > 0)  # [C]
+    weighted = asked * hits / counts.clamp(min=1)  # [C] asked x accuracy
+    result = {"mean": float(weighted.sum() / asked.sum().clamp(min=1)), "held_out_mean": real["mean"],
+              "images": real["images"]}
+    if vocabulary.groups:
+        result["per_group"] = group_accuracy(weighted, asked, vocabulary)
     return result
 
 

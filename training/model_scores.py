@@ -16,7 +16,7 @@ from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 
 from .data import evaluation_conditions, load_dataset, load_vocabulary, resolve_data_root
-from .evaluator_training import real_accuracy
+from .evaluator_training import real_accuracy, real_accuracy_for
 from .reference import build_reference
 
 
@@ -37,7 +37,8 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     sizes = sorted({int(runner.metadata["image_size"]) for runner in runners.values()})
     references, real_scores = _references(root, scorer, sizes) if with_scorecard else ({}, {})
     rows = {_real_name(size, sizes): ref.real_figures() for size, ref in references.items()}
-    accuracy = {_real_name(size, sizes): {name: acc for name in sets} for size, acc in real_scores.items()}
+    accuracy = {_real_name(size, sizes): {name: real_accuracy_for(real, vocabulary.encode_batch(c), vocabulary)
+                                          for name, c in sets.items()} for size, real in real_scores.items()}
     results = {}
     for name, runner in runners.items():
         reference = references.get(int(runner.metadata["image_size"]))
@@ -56,7 +57,8 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     if len(rows) > len(references) and any("accuracy" in r for r in results.values()):
         accuracy.update({k: v["accuracy"] for k, v in results.items() if "accuracy" in v})
         echo(cards.markdown_table(rows, accuracy))
-        echo("(real data: the evaluator's accuracy on the real images it held out, with their own labels)")
+        echo("(real data: the evaluator's accuracy on the real images it held out, with their own labels, each class "
+             "weighted as often as the condition set asks for it)")
     if report:
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
                             **{name: {**rows[name], "accuracy": accuracy[name]} for name in rows if name.startswith("real data")},
