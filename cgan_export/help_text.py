@@ -7,7 +7,7 @@ against ``training.presets.describe_schedule``.
 from __future__ import annotations
 
 PRESET_SCHEDULES = {  # preset -> its schedule, as training.presets.describe_schedule words it
-    "best": "170 epochs, guide from 140, batch 32 (CUDA 128)",
+    "best": "170 epochs, anneal over the last 20, guide from 140, batch 32 (CUDA 128)",
     "acgan": "400 epochs", "group-acgan": "60 minutes", "cdcgan": "700 epochs", "wgan-gp": "86 epochs",
     "sagan": "300 epochs", "infogan": "280 epochs", "faces": "100 epochs, 96x96, batch 32 (CUDA 128)",
 }

@@ -152,7 +152,7 @@ def test_train_help_shows_each_presets_own_schedule_as_the_preset_defines_it():
     assert PRESET_SCHEDULES == {name: describe_schedule(config) for name, config in PRESETS.items()}
     code, text = _cli("train", "--help")
     words = " ".join(text.replace("│", " ").split())  # the help's panels wrap lines inside borders
-    assert code == 0 and "best: 170 epochs, guide from 140" in words and "Examples" in words
+    assert code == 0 and "best: 170 epochs, anneal over the last 20, guide from 140" in words and "Examples" in words
 
 
 @pytest.mark.parametrize("command", ["train", "export", "generate", "evaluate", "serve", "bench", "evaluator train",

@@ -178,12 +178,14 @@ def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_bu
     assert factors == pytest.approx([1.0, 1.0, 0.5, 0.0])
 
 
-def test_the_best_preset_trains_170_epochs_at_constant_rates_with_the_guide_from_epoch_140():
+def test_the_best_preset_trains_170_epochs_with_the_guide_from_epoch_140_and_an_anneal_over_the_last_20():
     """95,540 iterations at 562 per epoch (18,009 images, batch 32); the guide joins at iteration 78,680, the
-    first whose share of the budget reaches 140/170."""
+    first whose share of the budget reaches 140/170; the learning rates hold until epoch 150 (84,300) and fall
+    linearly to 0 at the end."""
     config, per_epoch = get_preset("best"), 18009 // 32
-    assert budget_steps(config, per_epoch) == 95_540 and config.anneal == 0 and config.generator_config["blur"]
-    assert all(lr_factor(config, step, per_epoch, 0.0) == 1.0 for step in (0, 78_680, 95_539))
+    assert budget_steps(config, per_epoch) == 95_540 and config.anneal == 20 and config.generator_config["blur"]
+    assert all(lr_factor(config, step, per_epoch, 0.0) == 1.0 for step in (0, 78_680, 84_300))
+    assert lr_factor(config, 89_920, per_epoch, 0.0) == pytest.approx(0.5) and lr_factor(config, 95_540, per_epoch, 0.0) == 0
     joins = [step for step in (78_679, 78_680) if step / budget_steps(config, per_epoch) >= config.guide_start]
     assert joins == [78_680] and 78_680 / per_epoch == pytest.approx(140, abs=0.01)
 

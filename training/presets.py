@@ -123,10 +123,12 @@ PRESETS: dict[str, TrainConfig] = {
     # G low-pass filters after every up-sampling ConvTranspose (blur): at equal iterations from 20,000 on, the
     # Fréchet ratio is about half the unfiltered G's (3.5x against 7.8x at 30,000) and both accuracies higher,
     # for ~10% more per step (docs/training.md, "Candidates at equal minutes").
-    # The schedule: 170 epochs at constant learning rates (95,540 iterations at batch 32: ~190 minutes on the
-    # 2-core Zen 4 machine of the shipped run), the guide joining after epoch 140. The shipped generator's run
-    # (no filter) took 400 epochs, the guide from 340; its anneal and second cycle did not pay (its best.pt,
-    # iteration 212,000, came before both): docs/training.md, "Where the schedule comes from".
+    # The schedule: 170 epochs (95,540 iterations at batch 32: ~190 minutes on the 2-core Zen 4 machine of the
+    # shipped run), the guide joining after epoch 140, the learning rates falling linearly to 0 over the last 20.
+    # The shipped generator's run (no filter) took 400 epochs, the guide from 340; its best.pt (iteration
+    # 212,000) came before its anneal and second cycle, which did not lower its 1.46x Fréchet ratio. From a
+    # 170-epoch run's end at 2.10x, a 10-epoch anneal fell to 1.82x where the same 10 epochs at constant rates
+    # wandered at 1.96-2.14x, accuracy within its spread (docs/training.md, "The preset's own command to its end").
     # The guide's 30 epochs: the shipped run first met the Fréchet target 32 epochs after its guide joined, and a
     # filtered run guided for 20 epochs ended at 1.51x, still falling (docs/training.md, "Candidates").
     # On CUDA batch 128 (4.5x the images/s of batch 32 on an H200; benchmarks/train_speed.py).
@@ -136,7 +138,7 @@ PRESETS: dict[str, TrainConfig] = {
         preset="best", epochs=170, gpu_batch_size=128, eval_every=1000,
         generator="cbn", generator_config={"z_dim": 128, "ngf": 32, "blur": True},
         mode_seeking_weight=1.0, mode_seeking_target=0.03, mode_seeking_real_share=0.67,
-        guide_weight=1.0, guide_resolution=32, guide_start=140 / 170,
+        guide_weight=1.0, guide_resolution=32, guide_start=140 / 170, anneal=20,
         discriminator="projection", discriminator_config={"ndf": 32}, loss="hinge",
         aux_weight_d=1.0, aux_weight_g=1.0, aux_ramp_steps=0, diffaugment="translation",
         lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), batch_size=32, ema_decay=0.999, bf16=True, channels_last=True),
@@ -166,7 +168,7 @@ PRESETS: dict[str, TrainConfig] = {
 # differ 14x more than that (ratio 0.43), so the ceiling switched the term off; the cap is 0.67 of the real
 # ratio (0.29), the rule i-CLEVR's pairs follow (docs/faces-and-codes.md, "The faces preset").
 PRESETS["faces"] = replace(PRESETS["best"], preset="faces", image_size=96, epochs=100, guide_weight=0.0,
-                           mode_seeking_target=0.0)
+                           mode_seeking_target=0.0, anneal=0.0)  # the shipped faces run's constant rates
 GROUPS_PRESET = "faces"  # what `train` runs on a data folder of the attribute-groups kind when no preset is named
 
 
@@ -233,8 +235,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 SCORING_FIELDS = ("eval_every", "eval_seeds")  # how a run is scored, not how it trains: a resume may change them
-BUDGET_FIELDS = ("epochs", "minutes", "guide_start")  # how long it trains, and when in that its guide joins: a
-# resume may lengthen (or shorten) the run and move the guide with it
+BUDGET_FIELDS = ("epochs", "minutes", "anneal", "guide_start")  # how long it trains, how it ends and when its
+# guide joins: a resume may lengthen (or shorten) the run, end it with an anneal and move the guide with it
 DEVICE_FIELDS = ("gpu_batch_size",)  # what for_device reads: its effect (batch, learning rates, EMA) is compared
 LAYOUT_FIELDS = ("channels_last",)  # the weights' memory layout: it changes the rounding order, not the run
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
