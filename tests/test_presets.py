@@ -32,6 +32,7 @@ def test_a_changed_training_field_is_refused_by_name_but_scoring_fields_may_chan
         check_resume_config({**config.to_dict(), "guide_weight": 0.0}, config, Path("run"))
     check_resume_config({**config.to_dict(), "eval_every": 1000, "eval_seeds": 3}, config, Path("run"))
     check_resume_config({**config.to_dict(), "epochs": 380, "guide_start": 340 / 380}, config, Path("run"))  # the schedule
+    check_resume_config({**config.to_dict(), "anneal": 0.0}, config, Path("run"))  # a run saved before best annealed
 
 
 def test_a_run_saved_in_the_contiguous_layout_resumes_under_a_channels_last_preset():
