@@ -1,4 +1,5 @@
 import json
+import os
 import time
 
 import pytest
@@ -22,6 +23,16 @@ def test_second_load_comes_from_the_cache(data_root, tmp_path):
     start = time.time()
     second = load_dataset(data_root)
     assert time.time() - start < 5 and torch.equal(first.images, second.images)
+
+
+def test_images_copied_afresh_decode_again_and_replace_their_stale_cache(data_root, tmp_path):
+    load_dataset(data_root)
+    stale = list((tmp_path / "cache" / "data").glob("*.npy"))
+    for image in (data_root / "images").iterdir():  # the same files, copied afresh: new modification times
+        os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 3600))
+    load_dataset(data_root)
+    fresh = list((tmp_path / "cache" / "data").glob("*.npy"))
+    assert len(stale) == len(fresh) == 1 and stale != fresh
 
 
 def test_batches_are_in_minus_one_one(data_root):

@@ -148,15 +148,27 @@ def _decode(path: Path, image_size: int) -> np.ndarray:
         raise DatasetError(f"cannot decode image {path}: {exc}") from None
 
 
-def _cache_key(root: Path, files: list[str], image_size: int) -> str:
-    digest = hashlib.sha256()
+def _cache_name(root: Path, files: list[str], image_size: int) -> tuple[str, str]:
+    """The cache file's stem for this data: ``(content, stem)``. ``content`` hashes the annotations, the size
+    and a sample of image names and byte counts; the stem adds their modification times, so a folder whose
+    images changed (or were copied afresh) decodes again and the stale copies of the same content go."""
+    content, fresh = hashlib.sha256(), hashlib.sha256()
     for name in ("train.json", "objects.json"):
-        digest.update((root / name).read_bytes())
-    digest.update(str(image_size).encode())
+        content.update((root / name).read_bytes())
+    content.update(str(image_size).encode())
     for f in files[:: max(1, len(files) // 64)]:  # a sample of image sizes and times
         st = (root / "images" / f).stat()
-        digest.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
-    return digest.hexdigest()[:20]
+        content.update(f"{f}:{st.st_size}".encode())
+        fresh.update(f"{f}:{int(st.st_mtime)}".encode())
+    key = f"iclevr-{content.hexdigest()[:16]}"
+    return key, f"{key}-{fresh.hexdigest()[:8]}"
+
+
+def _drop_stale(cache: Path, content: str) -> None:
+    """Remove the cached copies of the same content made before its images' times changed."""
+    for old in cache.parent.glob(f"{content}-*.npy"):
+        if old != cache:
+            old.unlink(missing_ok=True)  # a reader holding it open keeps its data
 
 
 def _decode_all(root: Path, files: list[str], image_size: int) -> np.ndarray:
@@ -171,7 +183,8 @@ def load_dataset(root: Path | None = None, image_size: int = 64, cache_dir: Path
     vocabulary = load_vocabulary(root)
     annotations = read_annotations(root, vocabulary)
     files = sorted(annotations)
-    cache = Path(cache_dir or default_cache_dir() / "data") / f"iclevr-{_cache_key(root, files, image_size)}.npy"
+    content, stem = _cache_name(root, files, image_size)
+    cache = Path(cache_dir or default_cache_dir() / "data") / f"{stem}.npy"
     if cache.is_file():
         images = np.load(cache)
     else:
@@ -180,6 +193,7 @@ def load_dataset(root: Path | None = None, image_size: int = 64, cache_dir: Path
             with atomic_path(cache) as tmp:
                 with open(tmp, "wb") as fh:
                     np.save(fh, images)
+            _drop_stale(cache, content)
         except Exception:  # a read-only cache only costs the next load time
             pass
     labels = torch.from_numpy(np.stack([vocabulary.encode(annotations[f]) for f in files]))  # [N, 24]
