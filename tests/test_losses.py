@@ -54,6 +54,18 @@ def test_mode_seeking_caps_each_pair_by_its_own_target():
     assert images.grad[1].abs().sum() > 0  # pair 2 is still pushed apart
 
 
+def test_a_pair_capped_at_zero_pays_no_mode_seeking_term():
+    noise = torch.cat([torch.zeros(2, 4), torch.ones(2, 4)])
+    images = torch.cat([torch.zeros(2, 3, 8, 8), torch.tensor([0.0, 0.5]).view(2, 1, 1, 1).expand(2, 3, 8, 8)])
+    images.requires_grad_(True)
+    term = losses.mode_seeking(images, noise, target=torch.tensor([0.0, 0.6]))  # pair 1 collapsed but left out
+    assert term.item() == pytest.approx(1 / (0.5 + 1e-5))  # the mean over the kept pair alone
+    term.backward()
+    assert images.grad[0].abs().sum() == 0 and images.grad[2].abs().sum() == 0 and images.grad[1].abs().sum() > 0
+    none = losses.mode_seeking(images, noise, target=torch.zeros(2))
+    assert none.item() == 0  # no pair kept: no term
+
+
 def test_gradient_penalty_of_a_linear_critic():
     w = torch.randn(1, 3, 4, 4)
     critic = lambda x: (x * w).flatten(1).sum(1)  # gradient w.r.t. x is w everywhere

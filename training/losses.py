@@ -99,7 +99,8 @@ def auxiliary_loss(groups: tuple = (), categories: int = 0, info_weight: float =
 def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float | torch.Tensor = 0.0,
                  eps: float = 1e-5) -> torch.Tensor:
     """MSGAN's mode-seeking term, to minimise: mean over pairs of 1 / (|G(z1) - G(z2)| / |z1 - z2|) (mean abs
-    distances), each pair's ratio capped at ``target`` when it is > 0 (a tensor [h]: one cap per pair).
+    distances), each pair's ratio capped at ``target`` when it is > 0 (a tensor [h]: one cap per pair, where a
+    cap of 0 leaves that pair out).
 
     The batch's two halves pair images drawn for the same conditions ([2h, ...] each); collapsed pairs (same
     image for different noise) make it large.  With the cap, a pair already as far apart as two real images
@@ -109,8 +110,11 @@ def mode_seeking(images: torch.Tensor, noise: torch.Tensor, target: float | torc
     ratio = (widened((images[:h] - images[h:2 * h]).abs()).flatten(1).mean(1)
              / (noise[:h] - noise[h:2 * h]).abs().mean(1))  # [h]
     if isinstance(target, torch.Tensor):
-        ratio = torch.minimum(ratio, target.to(ratio))
-    elif target > 0:
+        target = target.to(ratio)
+        kept = target.gt(0).to(ratio)  # [h] 1: the pair pays the term
+        ratio = torch.minimum(ratio, target)
+        return (kept / (ratio + eps)).sum() / kept.sum().clamp(min=1.0)
+    if target > 0:
         ratio = ratio.clamp(max=target)
     return (1.0 / (ratio + eps)).mean()
 

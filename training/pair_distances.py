@@ -43,7 +43,8 @@ def real_pair_distances(data: ICLEVRData, per_set: int = 8, sets_per_count: int 
 
 def mode_seeking_caps(config: TrainConfig, data: ICLEVRData) -> torch.Tensor | None:
     """The cap of each pair's ratio by object count, [max count + 1] (a count with no real pairs keeps
-    ``mode_seeking_target``, or no cap when that is 0); None when every pair shares the preset's one cap."""
+    ``mode_seeking_target``, or no cap when that is 0; counts below ``mode_seeking_min_objects`` get 0: no
+    term); None when every pair shares the preset's one cap."""
     if config.mode_seeking_weight <= 0 or config.mode_seeking_real_share <= 0 or config.info_categories:
         return None
     distances = real_pair_distances(data)
@@ -52,4 +53,5 @@ def mode_seeking_caps(config: TrainConfig, data: ICLEVRData) -> torch.Tensor | N
     for count, distance in distances.items():
         share = config.mode_seeking_real_share * distance / NOISE_DISTANCE
         caps[count] = min(share, config.mode_seeking_target) if config.mode_seeking_target > 0 else share
+    caps[:config.mode_seeking_min_objects] = 0.0  # a cap of 0: those pairs pay no term (losses.mode_seeking)
     return caps
