@@ -52,3 +52,5 @@ def test_without_a_real_share_every_pair_keeps_the_one_target(hand_made):
 def test_pairs_of_fewer_objects_than_the_minimum_get_a_cap_of_zero(hand_made):
     caps = mode_seeking_caps(get_preset("best", mode_seeking_min_objects=2), hand_made)
     assert caps[0] == caps[1] == 0 and caps[2] == pytest.approx(0.03)  # single objects: no term; pairs keep theirs
+    alone = mode_seeking_caps(get_preset("best", mode_seeking_real_share=0.0, mode_seeking_min_objects=2), hand_made)
+    assert alone.tolist() == pytest.approx([0.0, 0.0, 0.03])  # without a real share: the one target, singles out

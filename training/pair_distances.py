@@ -45,9 +45,10 @@ def mode_seeking_caps(config: TrainConfig, data: ICLEVRData) -> torch.Tensor | N
     """The cap of each pair's ratio by object count, [max count + 1] (a count with no real pairs keeps
     ``mode_seeking_target``, or no cap when that is 0; counts below ``mode_seeking_min_objects`` get 0: no
     term); None when every pair shares the preset's one cap."""
-    if config.mode_seeking_weight <= 0 or config.mode_seeking_real_share <= 0 or config.info_categories:
+    by_count = config.mode_seeking_real_share > 0 or config.mode_seeking_min_objects > 0
+    if config.mode_seeking_weight <= 0 or not by_count or config.info_categories:
         return None
-    distances = real_pair_distances(data)
+    distances = real_pair_distances(data) if config.mode_seeking_real_share > 0 else {}
     uncapped = config.mode_seeking_target if config.mode_seeking_target > 0 else float("inf")
     caps = torch.full((int(data.labels.gt(0.5).sum(1).max()) + 1,), float(uncapped))
     for count, distance in distances.items():

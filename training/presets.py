@@ -35,7 +35,7 @@ class TrainConfig:
     mode_seeking_weight: float = 0.0  # MSGAN: G pays weight / (image distance / noise distance) over paired draws
     mode_seeking_target: float = 0.0  # > 0: each pair's distance ratio counts only up to this (the real data's)
     mode_seeking_real_share: float = 0.0  # > 0: ... and up to this share of real pairs' ratio with as many objects
-    mode_seeking_min_objects: int = 0  # with real_share > 0: pairs of fewer objects pay no mode-seeking term
+    mode_seeking_min_objects: int = 0  # > 0: pairs of fewer objects than this pay no mode-seeking term
     random_condition_fraction: float = 0.0  # share of generated images drawn for random conditions, not the batch's
     random_same_colour: float = 0.0  # share of those random conditions that pair two objects of one colour
     same_colour_weight: float = 1.0  # sampling weight of training images pairing two objects of one colour (1: uniform)
