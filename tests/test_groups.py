@@ -102,6 +102,14 @@ def test_real_accuracy_weighs_each_value_as_often_as_the_condition_set_asks_for_
     assert real_accuracy_for(real, only_blue, groups)["per_group"] == {"hair": pytest.approx(0.9), "eyes": pytest.approx(0.9)}
 
 
+def test_each_value_s_real_accuracy_is_its_held_out_hits_over_its_count(groups):
+    from training.evaluator_training import real_per_class
+
+    real = {"mean": 0.685, "images": 100, "hits": [81, 1, 0, 45, 10], "counts": [90, 10, 0, 50, 50]}
+    assert real_per_class(real, groups) == {"blue hair": pytest.approx(0.9), "red hair": pytest.approx(0.1),
+                                            "brown eyes": pytest.approx(0.9), "yellow eyes": pytest.approx(0.2)}
+
+
 def test_the_group_loss_is_a_cross_entropy_per_group_summed(groups):
     torch.manual_seed(0)
     logits = torch.randn(4, 5)

@@ -164,6 +164,13 @@ def real_accuracy_for(real: dict, conditions: np.ndarray, vocabulary) -> dict:
     return result
 
 
+def real_per_class(real: dict, vocabulary) -> dict[str, float]:
+    """Each class's held-out accuracy (``real``, from :func:`real_accuracy`) by name: what the evaluator reads
+    off real images of that class, the reference a generator's per-class accuracy is read against. Classes no
+    held-out image shows are left out."""
+    return {name: hits / count for name, hits, count in zip(vocabulary.names, real["hits"], real["counts"]) if count}
+
+
 def score_holdout(evaluator, data_root: Path | None) -> float:
     """Lab accuracy of a loaded evaluator on the held-out scenes of the split it was trained with."""
     return real_accuracy(evaluator, load_dataset(data_root))["mean"]

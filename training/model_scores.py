@@ -16,7 +16,7 @@ from cgan_export.runtime import open_backend
 from cgan_export.vocabulary import read_condition_file
 
 from .data import evaluation_conditions, load_dataset, load_vocabulary, resolve_data_root
-from .evaluator_training import real_accuracy, real_accuracy_for
+from .evaluator_training import real_accuracy, real_accuracy_for, real_per_class
 from .reference import build_reference
 
 
@@ -46,11 +46,13 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
             results[name] = _codes_scores(name, runner, reference, scorer, seeds, first_seed, echo)
             continue
         results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
+        size = int(runner.metadata["image_size"])
+        real = real_per_class(real_scores[size], vocabulary) if size in real_scores else {}  # name -> accuracy
         for file_name, r in results[name]["accuracy"].items():
             worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
             echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
                        f"{first_seed}-{first_seed + seeds - 1} (min {r['min']:.4f}, max {r['max']:.4f}); weakest: "
-                       + ", ".join(f"{k} {v:.2f}" for k, v in worst)
+                       + ", ".join(f"{k} {v:.2f}" + (f" (real {real[k]:.2f})" if k in real else "") for k, v in worst)
                        + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
         if reference:
             rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
@@ -60,8 +62,10 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
         echo("(real data: the evaluator's accuracy on the real images it held out, with their own labels, each class "
              "weighted as often as the condition set asks for it)")
     if report:
+        per_class = {_real_name(size, sizes): real_per_class(real, vocabulary) for size, real in real_scores.items()}
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
-                            **{name: {**rows[name], "accuracy": accuracy[name]} for name in rows if name.startswith("real data")},
+                            **{name: {**rows[name], "accuracy": accuracy[name], "per_class": per_class[name]}
+                               for name in rows if name.startswith("real data")},
                             "models": results})
         echo(f"report: {report}")
     return results
