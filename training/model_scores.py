@@ -39,6 +39,7 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
     rows = {_real_name(size, sizes): ref.real_figures() for size, ref in references.items()}
     accuracy = {_real_name(size, sizes): {name: real_accuracy_for(real, vocabulary.encode_batch(c), vocabulary)
                                           for name, c in sets.items()} for size, real in real_scores.items()}
+    per_class = {_real_name(size, sizes): real_per_class(real, vocabulary) for size, real in real_scores.items()}
     results = {}
     for name, runner in runners.items():
         reference = references.get(int(runner.metadata["image_size"]))
@@ -46,8 +47,7 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
             results[name] = _codes_scores(name, runner, reference, scorer, seeds, first_seed, echo)
             continue
         results[name] = {"accuracy": evaluate_sets(runner, scorer, sets, seeds, first_seed)}
-        size = int(runner.metadata["image_size"])
-        real = real_per_class(real_scores[size], vocabulary) if size in real_scores else {}  # name -> accuracy
+        real = per_class.get(_real_name(int(runner.metadata["image_size"]), sizes), {})  # class name -> accuracy
         for file_name, r in results[name]["accuracy"].items():
             worst = sorted(r["per_object"].items(), key=lambda kv: kv[1])[:3]
             echo(f"{name}: {file_name:14s} lab accuracy {r['mean']:.4f} ± {r['std']:.4f} over seeds "
@@ -62,7 +62,6 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
         echo("(real data: the evaluator's accuracy on the real images it held out, with their own labels, each class "
              "weighted as often as the condition set asks for it)")
     if report:
-        per_class = {_real_name(size, sizes): real_per_class(real, vocabulary) for size, real in real_scores.items()}
         write_json(report, {"backend": backend, "selection_rule": cards.SELECTION_RULE,
                             **{name: {**rows[name], "accuracy": accuracy[name], "per_class": per_class[name]}
                                for name in rows if name.startswith("real data")},
