@@ -167,6 +167,31 @@ def test_discriminator_aux_mlp_starts_as_the_linear_head_and_loads_from_a_checkp
     assert aux_b.shape == (3, 24) and torch.allclose(aux_a, aux_b) and torch.allclose(adv_a, adv_b)
 
 
+def test_minibatch_std_channel_is_zero_for_identical_groups_and_the_groups_spread_otherwise():
+    from training.discriminators import MinibatchStd, ProjectionDiscriminator
+
+    torch.manual_seed(0)
+    same = torch.randn(2, 5, 6, 6).repeat(4, 1, 1, 1)  # [8, 5, 6, 6]: groups (k, k+2, k+4, k+6) are one image
+    assert torch.allclose(MinibatchStd(4)(same)[:, 5], torch.zeros(8, 6, 6), atol=1e-3)  # tolerance: the 1e-8 floor
+    varied = MinibatchStd(4)(torch.randn(8, 5, 6, 6))[:, 5]  # [8, 6, 6]: unit-variance noise has std ~0.87 (N=4)
+    assert varied.min() > 0.5 and torch.equal(varied[0], varied[2])  # 0 and 2 share a group
+    d = ProjectionDiscriminator(ndf=8, image_size=96, minibatch_std=4)
+    adv, aux = d(torch.randn(8, 3, 96, 96), (torch.rand(8, 24) < 0.1).float())
+    assert adv.shape == (8,) and aux.shape == (8, 24)
+    assert d(torch.randn(3, 3, 96, 96), torch.zeros(3, 24))[0].shape == (3,)  # 3 is not a multiple of 4
+
+
+def test_a_run_whose_discriminator_has_minibatch_std_trains_and_exports(data_root, random_evaluator, tmp_path):
+    tiny = dict(TINY["best"], discriminator_config={"ndf": 8, "minibatch_std": 4})
+    config = get_preset("best", batch_size=8, eval_every=2, eval_seeds=1, guide_weight=0.0, **tiny)
+    out = tmp_path / "run"
+    result = train(replace(config, epochs=4 / 3), RunOptions(device="cpu", out=out, data=data_root,
+                                                            evaluator=random_evaluator, show_progress=False))
+    assert result["step"] == 4
+    manifest = export(out / "best.pt", ["onnx"], tmp_path / "exported", report=lambda _: None)
+    assert manifest["files"]["generator.onnx"]["parity_max_abs_diff"] < 1e-4
+
+
 def test_anneal_takes_the_learning_rates_linearly_to_zero_over_the_end_of_the_budget():
     by_epochs = get_preset("best", epochs=10, anneal=4)  # 100 steps per epoch below
     assert budget_steps(by_epochs, 100) == 1000

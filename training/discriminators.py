@@ -13,16 +13,38 @@ def _sn(module: nn.Module, enabled: bool) -> nn.Module:
     return spectral_norm(module) if enabled else module
 
 
+class MinibatchStd(nn.Module):
+    """ProGAN's minibatch standard deviation: one more channel holding how much each group of ``group``
+    images differs (the std over the group, averaged over channels and pixels), so D can tell a batch that
+    lacks variety from a real one.  Groups take every (N / group)-th image, as StyleGAN2's do."""
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = self.group if n % self.group == 0 else 1  # a batch the groups do not divide is one group per image
+        y = x.float().reshape(g, n // g, c, h, w)  # [G, N/G, C, H, W]
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N/G]
+        plane = std.repeat(g).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)  # [N, 1, H, W]
+        return torch.cat([x, plane], dim=1)  # [N, C + 1, H, W]
+
+
 class ProjectionDiscriminator(nn.Module):
     """Spectral-norm convs, a projection head for the multi-hot condition, and a 24-way auxiliary head."""
 
     def __init__(self, num_classes: int = 24, ndf: int = 64, image_size: int = 64, sn: bool = True,
-                 aux_hidden: int = 0):
+                 aux_hidden: int = 0, minibatch_std: int = 0):
         super().__init__()
         widths = [3, ndf, ndf * 2, ndf * 4, ndf * 8]
         layers: list[nn.Module] = []
-        for cin, cout in zip(widths[:-1], widths[1:]):  # 64 -> 32 -> 16 -> 8 -> 4
-            layers += [_sn(nn.Conv2d(cin, cout, 4, 2, 1), sn), nn.LeakyReLU(0.2, inplace=True)]
+        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):  # 64 -> 32 -> 16 -> 8 -> 4
+            last = i == len(widths) - 2
+            if last and minibatch_std:  # the last conv also sees the group std (minibatch_std: the group size)
+                layers.append(MinibatchStd(minibatch_std))
+            layers += [_sn(nn.Conv2d(cin + int(last and minibatch_std > 0), cout, 4, 2, 1), sn),
+                       nn.LeakyReLU(0.2, inplace=True)]
         self.features = nn.Sequential(*layers)
         self.adv = _sn(nn.Linear(widths[-1], 1), sn)
         self.embed = _sn(nn.Linear(num_classes, widths[-1], bias=False), sn)
