@@ -178,7 +178,7 @@ def test_minibatch_std_channel_is_zero_for_identical_groups_and_the_groups_sprea
     d = ProjectionDiscriminator(ndf=8, image_size=96, minibatch_std=4)
     adv, aux = d(torch.randn(8, 3, 96, 96), (torch.rand(8, 24) < 0.1).float())
     assert adv.shape == (8,) and aux.shape == (8, 24)
-    assert d(torch.randn(3, 3, 96, 96), torch.zeros(3, 24))[0].shape == (3,)  # 3 is not a multiple of 4
+    assert d(torch.randn(6, 3, 96, 96), torch.zeros(6, 24))[0].shape == (6,)  # 6 is not a multiple of 4: groups of 2
 
 
 def test_a_run_whose_discriminator_has_minibatch_std_trains_and_exports(data_root, random_evaluator, tmp_path):

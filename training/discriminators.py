@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -24,7 +26,7 @@ class MinibatchStd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        g = self.group if n % self.group == 0 else 1  # a batch the groups do not divide is one group per image
+        g = math.gcd(n, self.group)  # the largest group size up to ``group`` that divides the batch
         y = x.float().reshape(g, n // g, c, h, w)  # [G, N/G, C, H, W]
         std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [N/G]
         plane = std.repeat(g).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)  # [N, 1, H, W]
@@ -40,11 +42,9 @@ class ProjectionDiscriminator(nn.Module):
         widths = [3, ndf, ndf * 2, ndf * 4, ndf * 8]
         layers: list[nn.Module] = []
         for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):  # 64 -> 32 -> 16 -> 8 -> 4
-            last = i == len(widths) - 2
-            if last and minibatch_std:  # the last conv also sees the group std (minibatch_std: the group size)
-                layers.append(MinibatchStd(minibatch_std))
-            layers += [_sn(nn.Conv2d(cin + int(last and minibatch_std > 0), cout, 4, 2, 1), sn),
-                       nn.LeakyReLU(0.2, inplace=True)]
+            std_channel = int(minibatch_std > 0 and i == len(widths) - 2)  # the last conv also sees the group std
+            layers += [MinibatchStd(minibatch_std)] if std_channel else []
+            layers += [_sn(nn.Conv2d(cin + std_channel, cout, 4, 2, 1), sn), nn.LeakyReLU(0.2, inplace=True)]
         self.features = nn.Sequential(*layers)
         self.adv = _sn(nn.Linear(widths[-1], 1), sn)
         self.embed = _sn(nn.Linear(num_classes, widths[-1], bias=False), sn)
