@@ -96,10 +96,12 @@ def train(
         f"{name}: {schedule}" for name, schedule in PRESET_SCHEDULES.items()) + ". Default: faces for a data "
         "folder with groups.json, else best.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default: ~/.cache/cgan-export/runs/PRESET).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt, with the data, preset and "
+                                         "fields it was started with (a budget option or --set may change its "
+                                         "schedule).")] = False,
     device: Annotated[Device, typer.Option(help="auto: CUDA when available, else CPU. On CUDA a preset may train "
                                            "a larger batch with scaled learning rates (best: 128), compiled, TF32.")] = Device("auto"),
-    seed: Annotated[int, typer.Option(help="Seed of weights, data order and noise.")] = 0,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of weights, data order and noise (default: 0).")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     epochs: Annotated[Optional[float], typer.Option(min=0.001, rich_help_panel=ADVANCED,
                                                     help="Replace the preset's budget by this many epochs.")] = None,
@@ -132,10 +134,22 @@ def train(
     diversity and fidelity) and last.pt (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
     default_cache_dir, resolve_data_root = training_names("data", "default_cache_dir", "resolve_data_root")
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
-    PRESETS, get_preset, parse_overrides, default_preset = training_names(
-        "presets", "PRESETS", "get_preset", "parse_overrides", "default_preset")
+    PRESETS, get_preset, parse_overrides, default_preset, saved_config = training_names(
+        "presets", "PRESETS", "get_preset", "parse_overrides", "default_preset", "saved_config")
+    read_run_config, = training_names("run_folder", "read_run_config")
 
-    preset = preset or default_preset(resolve_data_root(data))  # the data's kind picks the recipe
+    named = preset
+    if out is None:  # the default run folder is named after the preset, which the data's kind picks
+        preset = preset or default_preset(resolve_data_root(data))
+        out = default_cache_dir() / "runs" / preset
+    saved = read_run_config(out) if resume else None  # a resume continues the run as it began
+    if saved is not None:
+        began = {k: Path(v) for k, v in (saved.get("options") or {}).items() if k in ("data", "evaluator") and v}
+        data, evaluator = data or began.get("data"), evaluator or began.get("evaluator")
+        preset = saved["config"].get("preset")
+        if named is not None and named != preset:
+            raise CganError(f"--resume: {out} holds a run of the preset {preset!r}, not {named!r}")
+    preset = preset or default_preset(resolve_data_root(data))
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if epochs is not None and minutes is not None:
@@ -146,10 +160,10 @@ def train(
         overrides["gpu_batch_size"] = 0
     overrides.update(budget)
     overrides.update(parse_overrides(set_ or []))
-    config = get_preset(preset, **overrides)
+    base = get_preset(preset) if saved is None else saved_config(saved["config"], str(out / "config.json"))
+    config = dataclasses.replace(base, **overrides)
     if branch_from is not None and init_from is not None:
         raise CganError("--branch-from and --init-from both say where a run starts: give one")
-    out = out or default_cache_dir() / "runs" / preset
     result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, resume=resume, init_from=init_from,
                                              snapshot_every=snapshot_every, branch_from=branch_from, guide=guide,
                                              device=device.value, threads=threads, compile=compile,

@@ -79,3 +79,28 @@ def test_a_resumed_run_records_every_command_in_order(data_root, random_evaluato
     record = torch.load(run / "last-generator.pt", weights_only=True)["training"]
     assert len(record["commands"]) == 2 and record["commands"][1].endswith("--resume")
     assert record["command"] == record["commands"][0] and record["step"] == 4
+
+
+def test_a_resume_needs_only_the_run_folder(data_root, random_evaluator, tmp_path, monkeypatch):
+    from cli import app
+
+    run = tmp_path / "run"
+    first = ["train", "--data", str(data_root), "--out", str(run), "--batch-size", "4", "--eval-every", "2",
+             "--evaluator", str(random_evaluator), "--device", "cpu", "--epochs", str(2 / 6), "--set",
+             "mode_seeking_weight=0.5", *TINY_CLI]
+    monkeypatch.delenv("CGAN_EXPORT_DATA", raising=False)
+    assert (result := CliRunner().invoke(app, first)).exit_code == 0, result.output
+    resumed = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--epochs", str(4 / 6), "--device", "cpu"])
+    assert resumed.exit_code == 0, resumed.output  # the data, evaluator and --set fields come from config.json
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["mode_seeking_weight"] == 0.5 and saved["config"]["epochs"] == pytest.approx(4 / 6)
+    assert torch.load(run / "last.pt", weights_only=True)["state"]["step"] == 4
+
+    refused = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--preset", "cdcgan"])
+    assert refused.exit_code != 0 and "holds a run of the preset 'best', not 'cdcgan'" in refused.output
+    changed = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--set", "lr_g=0.001"])
+    assert changed.exit_code != 0 and "another config (lr_g" in changed.output
+    (run / "config.json").write_text("{not json")
+    broken = CliRunner().invoke(app, ["train", "--out", str(run), "--resume"])
+    assert broken.exit_code != 0 and "config.json is not readable JSON" in broken.output
+    assert "Traceback" not in refused.output + changed.output + broken.output

@@ -38,7 +38,7 @@ from .pair_distances import mode_seeking_caps
 from .presets import TrainConfig, budget_steps, for_device
 from .progress import make_progress
 from .report import append_jsonl, plot_curves, save_sample_grid
-from .run_folder import PREVIOUS, RunFolderLock, rng_state, save_atomic, save_last, save_snapshot
+from .run_folder import CONFIG, PREVIOUS, RunFolderLock, rng_state, save_atomic, save_last, save_snapshot
 from .scoring import InfoScorer, RunScorer, selection_rule
 from .steps import d_step, epoch_order, g_step, lr_factor
 
@@ -113,7 +113,7 @@ class Run(CarryOn):
         if self.parallel.main:
             caps = (None if self.ms_caps is None else  # JSON has no infinity: an uncapped count is null
                     [round(c, 5) if c < float("inf") else None for c in self.ms_caps.tolist()])
-            write_json(self.out / "config.json", {"config": self.config.to_dict(), "options": _jsonable(self.options),
+            write_json(self.out / CONFIG, {"config": self.config.to_dict(), "options": _jsonable(self.options),
                                                   "selection_rule": self.rule, "mode_seeking_caps": caps})
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
                                 self.parallel)

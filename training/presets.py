@@ -243,6 +243,29 @@ LAYOUT_FIELDS = ("channels_last",)  # the weights' memory layout: it changes the
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
 
+def saved_config(saved: dict, source: str) -> TrainConfig:
+    """The :class:`TrainConfig` a run saved (``config.json``'s ``config``), as a resume continues it: retired fields
+    at their inert values dropped, renamed architectures mapped; anything else unknown is a :class:`CganError`
+    naming ``source``."""
+    known = {f.name for f in fields(TrainConfig)}
+    saved = {k: v for k, v in saved.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
+    unknown = sorted(set(saved) - known)
+    missing = sorted(f.name for f in fields(TrainConfig) if f.default is MISSING and f.default_factory is MISSING
+                     and f.name not in saved)
+    if unknown or missing:
+        raise CganError(f"{source} is not a run config this version can continue ("
+                        + "; ".join(filter(None, [unknown and f"unknown fields: {', '.join(unknown)}",
+                                                  missing and f"missing: {', '.join(missing)}"])) + ")")
+    if "generator" in saved:
+        saved["generator"] = ARCHITECTURE_ALIASES.get(saved["generator"], saved["generator"])
+    if "betas" in saved:
+        saved["betas"] = tuple(saved["betas"])
+    try:
+        return TrainConfig(**saved)
+    except TypeError as exc:
+        raise CganError(f"{source} is not a run config ({exc})") from None
+
+
 def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str = "--resume: {out}/last.pt") -> None:
     """Refuse to resume a run (or branch from its snapshot: ``source`` names it) under another config than the one
     it was trained with (scoring fields aside)."""

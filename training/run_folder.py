@@ -4,6 +4,7 @@ atomically with the previous good one kept beside it, and a resume that falls ba
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cgan_export.io import atomic_path
 
 LOCK_FILE = ".lock"
 LAST, PREVIOUS = "last.pt", "last-previous.pt"
+CONFIG = "config.json"  # what a run trains by and with which options, written when it starts or resumes
 SNAPSHOTS = "snapshots"  # resumable copies of the run, one per --snapshot-every iterations: snapshots/step0095000.pt
 
 
@@ -76,6 +78,21 @@ def save_snapshot(out: Path, state: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_atomic(path, state)
     return path
+
+
+def read_run_config(out: Path) -> dict | None:
+    """``out/config.json`` (``{"config": {...}, "options": {...}, ...}``) of the run in ``out``; None when ``out``
+    holds no run. A malformed file is one :class:`CganError`."""
+    path = Path(out) / CONFIG
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CganError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise CganError(f"{path} is not a run's config.json (no config object)")
+    return record
 
 
 def read_run_checkpoint(path: Path) -> dict:
