@@ -136,7 +136,7 @@ def train(
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
     PRESETS, get_preset, parse_overrides, default_preset, saved_config = training_names(
         "presets", "PRESETS", "get_preset", "parse_overrides", "default_preset", "saved_config")
-    read_run_config, = training_names("run_folder", "read_run_config")
+    read_run_config, CONFIG = training_names("run_folder", "read_run_config", "CONFIG")
 
     named = preset
     if out is None:  # the default run folder is named after the preset, which the data's kind picks
@@ -160,7 +160,7 @@ def train(
         overrides["gpu_batch_size"] = 0
     overrides.update(budget)
     overrides.update(parse_overrides(set_ or []))
-    base = get_preset(preset) if saved is None else saved_config(saved["config"], str(out / "config.json"))
+    base = get_preset(preset) if saved is None else saved_config(saved["config"], str(out / CONFIG))
     config = dataclasses.replace(base, **overrides)
     if branch_from is not None and init_from is not None:
         raise CganError("--branch-from and --init-from both say where a run starts: give one")

@@ -114,7 +114,7 @@ class Run(CarryOn):
             caps = (None if self.ms_caps is None else  # JSON has no infinity: an uncapped count is null
                     [round(c, 5) if c < float("inf") else None for c in self.ms_caps.tolist()])
             write_json(self.out / CONFIG, {"config": self.config.to_dict(), "options": _jsonable(self.options),
-                                                  "selection_rule": self.rule, "mode_seeking_caps": caps})
+                                           "selection_rule": self.rule, "mode_seeking_caps": caps})
         self.guide = open_guide(self.config, self.options, self.state, self.data, self.device, self.console,
                                 self.parallel)
         if self.compiled:

@@ -243,27 +243,25 @@ LAYOUT_FIELDS = ("channels_last",)  # the weights' memory layout: it changes the
 RETIRED_FIELDS = {"guide_start_step": 0}  # fields older runs saved; at these values they changed nothing
 
 
-def saved_config(saved: dict, source: str) -> TrainConfig:
-    """The :class:`TrainConfig` a run saved (``config.json``'s ``config``), as a resume continues it: retired fields
-    at their inert values dropped, renamed architectures mapped; anything else unknown is a :class:`CganError`
-    naming ``source``."""
-    known = {f.name for f in fields(TrainConfig)}
+def _as_saved_now(saved: dict) -> dict:
+    """A run's saved config in today's names: retired fields at their inert values dropped, renamed
+    architectures mapped."""
     saved = {k: v for k, v in saved.items() if not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
-    unknown = sorted(set(saved) - known)
-    missing = sorted(f.name for f in fields(TrainConfig) if f.default is MISSING and f.default_factory is MISSING
-                     and f.name not in saved)
-    if unknown or missing:
-        raise CganError(f"{source} is not a run config this version can continue ("
-                        + "; ".join(filter(None, [unknown and f"unknown fields: {', '.join(unknown)}",
-                                                  missing and f"missing: {', '.join(missing)}"])) + ")")
-    if "generator" in saved:
+    if "generator" in saved:  # runs started before an architecture was renamed
         saved["generator"] = ARCHITECTURE_ALIASES.get(saved["generator"], saved["generator"])
+    return saved
+
+
+def saved_config(saved: dict, source: str) -> TrainConfig:
+    """The :class:`TrainConfig` a run saved (``config.json``'s ``config``), as a resume continues it; fields this
+    version does not know, or lacks, are a :class:`CganError` naming ``source``."""
+    saved = _as_saved_now(saved)
     if "betas" in saved:
         saved["betas"] = tuple(saved["betas"])
     try:
         return TrainConfig(**saved)
     except TypeError as exc:
-        raise CganError(f"{source} is not a run config ({exc})") from None
+        raise CganError(f"{source} is not a run config this version can continue ({exc})") from None
 
 
 def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str = "--resume: {out}/last.pt") -> None:
@@ -271,10 +269,7 @@ def check_resume_config(saved: dict, config: TrainConfig, out: Path, source: str
     it was trained with (scoring fields aside)."""
     free = SCORING_FIELDS + BUDGET_FIELDS + DEVICE_FIELDS + LAYOUT_FIELDS
     wanted = {k: v for k, v in config.to_dict().items() if k not in free}
-    saved = {k: v for k, v in saved.items()
-             if k not in free and not (k in RETIRED_FIELDS and v == RETIRED_FIELDS[k])}
-    if "generator" in saved:  # runs started before an architecture was renamed
-        saved["generator"] = ARCHITECTURE_ALIASES.get(saved["generator"], saved["generator"])
+    saved = {k: v for k, v in _as_saved_now(saved).items() if k not in free}
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     saved = {**{k: defaults[k] for k in wanted if k not in saved and k in defaults}, **saved}
     diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
