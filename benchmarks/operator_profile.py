@@ -15,7 +15,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 from cgan_export.export import parity_inputs
-from cgan_export.runtime import OnnxSession, cpu_model
+from cgan_export.cpu import cpu_model
+from cgan_export.runtime import OnnxSession
 
 
 def operator_shares(path: Path, batch: int, runs: int, threads: int) -> tuple[float, collections.Counter]:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout:
 from cgan_export.api import GenerateRequest, Generator
 from cgan_export.generate import FolderOutput, generate_to_folder
 from cgan_export.ray_engine import RayOptions, start_ray
-from cgan_export.runtime import cpu_model, usable_cpus
+from cgan_export.cpu import cpu_model, usable_cpus
 from benchmarks.serve_load import ROOT, free_port, load, wait_until_up  # noqa: E402
 
 

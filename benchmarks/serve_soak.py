@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.serve_load import free_port, wait_until_up  # noqa: E402
-from cgan_export.runtime import cpu_model  # noqa: E402
+from cgan_export.cpu import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = [b"{not json", b'{"objects": ["pink cube"], "n": 2}', b'{"objects": ["red cube"], "n": 0}',

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from train_speed import VARIANTS  # noqa: E402
-from cgan_export.runtime import cpu_model  # noqa: E402
+from cgan_export.cpu import cpu_model  # noqa: E402
 from training.data import load_dataset, to_float  # noqa: E402
 from training.models import Models  # noqa: E402
 from training.presets import TrainConfig, get_preset  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cgan_export.runtime import cpu_model  # noqa: E402
+from cgan_export.cpu import cpu_model  # noqa: E402
 from training.loop import Run, RunOptions  # noqa: E402
 from training.presets import get_preset  # noqa: E402
 

@@ -13,7 +13,8 @@ from typing import Callable
 import torch
 
 from .export import export, parity_inputs
-from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cpu_model, cuda_usable
+from .cpu import cpu_has_bf16_kernels, cpu_model
+from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
@@ -89,12 +90,13 @@ def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
     """Export ``checkpoint`` into ``folder`` and open every backend on it (CUDA ones when usable)."""
     formats = ["onnx", "torchscript", "onnx-int8"] + (["onnx-fp16"] if cuda_usable() else [])
     export(checkpoint, formats, folder, report=lambda _: None)
-    runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu"),
-                                  "torch eager bf16": TorchBf16Backend(checkpoint, "cpu"),
-                                  "torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
-                                  "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
-                                  "onnxruntime cpu unsliced": OnnxBackend(folder / "generator.onnx", "cpu", slices=False),
-                                  "onnxruntime cpu int8": OnnxBackend(folder / "generator.int8.onnx", "cpu")}
+    runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu")}
+    if cpu_has_bf16_kernels():  # elsewhere autocast runs reference kernels: no peer worth timing
+        runners["torch eager bf16"] = TorchBf16Backend(checkpoint, "cpu")
+    runners |= {"torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
+                "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
+                "onnxruntime cpu unsliced": OnnxBackend(folder / "generator.onnx", "cpu", slices=False),
+                "onnxruntime cpu int8": OnnxBackend(folder / "generator.int8.onnx", "cpu")}
     if cuda_usable():
         runners["torch eager cuda"] = TorchBackend(checkpoint, "cuda")
         runners["onnxruntime cuda"] = OnnxBackend(folder / "generator.onnx", "cuda")
@@ -112,6 +114,8 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         flops = flops_per_image(eager.net, meta["z_dim"], meta["num_classes"])
         roofs = {"cpu": matmul_gflops()}
         echo(f"cpu: {cpu_model()}")
+        if "torch eager bf16" not in runners:
+            echo("torch eager bf16: left out (this CPU has no bf16 kernels: autocast would run reference kernels)")
         echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roofs['cpu']:.0f} GFLOP/s "
              f"(fp32, {torch.get_num_threads()} threads)")
         if any("cuda" in name for name in runners):

@@ -22,7 +22,7 @@ from .contract import ENGINES, OUTPUT_FORMATS
 from .errors import CganError, VocabularyError
 from .images import png_batch, save_grid, slug
 from .io import atomic_path, ensure_writable_dir, write_bytes_atomic
-from .runtime import usable_cpus
+from .cpu import usable_cpus
 from .vocabulary import read_condition_file
 
 MAX_GRID_IMAGES = 256

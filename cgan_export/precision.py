@@ -19,7 +19,8 @@ import numpy as np
 from .contract import make_noise
 from .errors import CganError
 from .io import write_json
-from .runtime import OnnxSession, cpu_flags, cpu_model
+from .cpu import cpu_flags, cpu_model
+from .runtime import OnnxSession
 
 PRECISIONS = ("auto", "fp32", "int8")
 INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # CPU flags with int8 dot products (lscpu / /proc/cpuinfo)

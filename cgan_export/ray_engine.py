@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .api import Batch, GenerateRequest, Generator
-from .runtime import images_uint8, open_backend, usable_cpus
+from .cpu import usable_cpus
+from .runtime import images_uint8, open_backend
 
 DRAW_BATCH = 256  # images per model call inside a task (an .npz task holds a whole shard)
 GRID_IMAGES = 256  # the first images come back to the driver for grid.png (as the local engine's MAX_GRID_IMAGES)

@@ -6,7 +6,6 @@ import contextlib
 import ctypes
 import functools
 import io
-import os
 import sys
 import threading
 import warnings
@@ -16,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .contract import METADATA_KEY, TS_METADATA_FILE, build_metadata, parse_metadata
+from .cpu import usable_cpus
 from .cuda_binding import ORT_TYPES, Binding, uint8_graph
 from .errors import CganError, ModelFileError, first_line
 from .paths import EXPORTED_DIR, missing_shipped_hint
@@ -111,38 +111,6 @@ def torch_device(device: str) -> str:
     if device == "cuda":
         raise CganError("--device cuda: torch sees no usable CUDA GPU here (use --device cpu or auto)")
     return "cpu"
-
-
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity mask where the OS has one, e.g. under taskset)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
-SPEED_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx2")  # what CPU speed figures depend on
-
-
-def _cpuinfo(key: str) -> str:
-    """The first value of ``key`` in /proc/cpuinfo ('' where there is none: not Linux)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key:
-                return value.strip()
-    return ""
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags, as ``lscpu`` shows them (empty where /proc/cpuinfo is not)."""
-    return set(_cpuinfo("flags").split())
-
-
-def cpu_model() -> str:
-    """The CPU's model name and its speed-relevant flags, as ``lscpu`` shows them (speed figures name it)."""
-    name, flags = _cpuinfo("model name") or "unknown CPU", cpu_flags()
-    shown = [f for f in SPEED_FLAGS if f in flags]
-    return f"{name} ({len(usable_cpus())} cores{'; ' + ' '.join(shown) if shown else ''})"
 
 
 def _require_file(path: Path) -> Path:

@@ -348,9 +348,42 @@ def test_compiled_runs_keep_weights_and_batches_in_the_contiguous_layout(data_ro
         assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs) is expected
 
 
-def test_bf16_autocast_runs_on_the_cpu_only():
+def test_bf16_autocast_runs_on_a_cpu_with_bf16_kernels_only(monkeypatch):
+    import training.models as models_module
+
     config = get_preset("best")
     assert config.bf16
+    monkeypatch.setattr(models_module, "cpu_has_bf16_kernels", lambda: True)
     assert autocast_for(config, torch.device("cpu"))["enabled"]
     assert not autocast_for(config, torch.device("cuda"))["enabled"]  # CUDA trains fp32 (faster there)
     assert not autocast_for(replace(config, bf16=False), torch.device("cpu"))["enabled"]
+    monkeypatch.setattr(models_module, "cpu_has_bf16_kernels", lambda: False)  # AVX2 only: reference kernels, 17x slower
+    assert not autocast_for(config, torch.device("cpu"))["enabled"]
+
+
+def test_the_bf16_kernel_check_follows_the_cpu_flags_when_torch_cannot_say(monkeypatch):
+    from cgan_export import cpu
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None, raising=False)
+    for flags, expected in (({"avx2", "fma"}, False), ({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}, True),
+                            ({"avx2", "amx_bf16"}, True), ({"avx512f", "avx512bw"}, False)):
+        monkeypatch.setattr(cpu, "cpu_flags", lambda flags=flags: flags)
+        cpu.cpu_has_bf16_kernels.cache_clear()
+        assert cpu.cpu_has_bf16_kernels() is expected, flags
+    cpu.cpu_has_bf16_kernels.cache_clear()
+
+
+def test_a_run_records_whether_it_trained_in_bf16(monkeypatch, tmp_path, data_root, random_evaluator):
+    import training.models as models_module
+    from training.loop import Run
+
+    monkeypatch.setattr(models_module, "cpu_has_bf16_kernels", lambda: False)
+    config = get_preset("acgan", batch_size=4, **TINY["acgan"])
+    assert config.bf16
+    run = Run(config, RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
+                                 show_progress=False))
+    run.open()
+    try:
+        assert run.state.devices[-1].startswith("cpu: ") and run.state.devices[-1].endswith(", fp32")
+    finally:
+        run.close()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cgan_export.evaluator import build_classifier, evaluator_checkpoint, group_accuracy, lab_accuracy, per_object_hits
 from cgan_export.io import atomic_path
+from cgan_export.cpu import cpu_has_bf16_kernels
 
 from .data import ICLEVRData, load_dataset, scene_key, scene_split, to_float
 from .losses import aux_group_ce
@@ -74,6 +75,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
     """Train a classifier in place (AdamW + OneCycle, flips and shifts; BCE per class, or a cross-entropy per
     attribute group) and return its metrics on ``hold``."""
     groups = train.vocabulary.groups
+    bf16 = config.bf16 and cpu_has_bf16_kernels()  # an AVX2-only CPU would run bf16 on reference kernels
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, len(train))  # a tiny data folder still gets one step per epoch
     steps_per_epoch = len(train) // batch_size
@@ -89,7 +91,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
                 x = augment(to_float(train.images[idx]), gen)  # [B, 3, 64, 64]
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     logits = net(x)
                 loss = (aux_group_ce(logits, train.labels[idx], groups) if groups
                         else F.binary_cross_entropy_with_logits(logits.float(), train.labels[idx]))

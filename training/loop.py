@@ -32,7 +32,7 @@ from .conditions import colour_groups, image_weights, mix_conditions, sample_cod
 from .data import ICLEVRData, load_dataset, to_float
 from .distributed import agreed_clock, init_distributed
 from .finetune import init_from, open_guide
-from .models import Models, autocast_for, channels_last_for
+from .models import Models, autocast_for, channels_last_for, precision_name
 from .options import RunOptions, describe_device, torch_device
 from .pair_distances import mode_seeking_caps
 from .presets import TrainConfig, budget_steps, for_device
@@ -107,7 +107,10 @@ class Run(CarryOn):
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
         self.state.commands.append(self.options.command)  # None: called from Python
-        self.state.devices.append(describe_device(self.device))
+        precision = precision_name(autocast_for(self.config, self.device))
+        self.state.devices.append(f"{describe_device(self.device)}, {precision}")
+        if self.parallel.main and self.config.bf16 and self.device.type == "cpu" and precision == "fp32":
+            self.console.print("bf16 autocast off: this CPU has no bf16 kernels (AVX-512 or AMX); training in fp32")
         if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
         if self.parallel.main:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from cgan_export.runtime import cpu_model, torch_device as runtime_torch_device
+from cgan_export.cpu import cpu_model
+from cgan_export.runtime import torch_device as runtime_torch_device
 
 
 @dataclass(frozen=True)
