@@ -132,42 +132,18 @@ def train(
 ) -> None:
     """Train a preset to the end of its own schedule; keeps best.pt (by the selection rule: accuracy gated by
     diversity and fidelity) and last.pt (to --resume) in the run folder; SIGTERM or Ctrl-C saves last.pt and stops."""
-    default_cache_dir, resolve_data_root = training_names("data", "default_cache_dir", "resolve_data_root")
     RunOptions, run_training = training_names("loop", "RunOptions", "train")
-    PRESETS, get_preset, parse_overrides, default_preset, saved_config = training_names(
-        "presets", "PRESETS", "get_preset", "parse_overrides", "default_preset", "saved_config")
-    read_run_config, CONFIG = training_names("run_folder", "read_run_config", "CONFIG")
-
-    named = preset
-    if out is None:  # the default run folder is named after the preset, which the data's kind picks
-        preset = preset or default_preset(resolve_data_root(data))
-        out = default_cache_dir() / "runs" / preset
-    saved = read_run_config(out) if resume else None  # a resume continues the run as it began
-    if saved is not None:
-        began = {k: Path(v) for k, v in (saved.get("options") or {}).items() if k in ("data", "evaluator") and v}
-        data, evaluator = data or began.get("data"), evaluator or began.get("evaluator")
-        preset = saved["config"].get("preset")
-        if named is not None and named != preset:
-            raise CganError(f"--resume: {out} holds a run of the preset {preset!r}, not {named!r}")
-    preset = preset or default_preset(resolve_data_root(data))
-    if preset not in PRESETS:
-        raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if epochs is not None and minutes is not None:
-        raise CganError("--epochs and --minutes both set the budget: give one")
-    budget = {"epochs": epochs} if epochs is not None else {"epochs": 0.0, "minutes": minutes} if minutes is not None else {}
-    overrides = {k: v for k, v in {"seed": seed, "batch_size": batch_size, "eval_every": eval_every}.items() if v is not None}
-    if batch_size is not None:  # an explicit batch holds on every device
-        overrides["gpu_batch_size"] = 0
-    overrides.update(budget)
-    overrides.update(parse_overrides(set_ or []))
-    base = get_preset(preset) if saved is None else saved_config(saved["config"], str(out / CONFIG))
-    config = dataclasses.replace(base, **overrides)
+    TrainRequest, resolve_run = training_names("command", "TrainRequest", "resolve_run")
+    run = resolve_run(TrainRequest(preset=preset, out=out, data=data, evaluator=evaluator, resume=resume, seed=seed,
+                                   batch_size=batch_size, eval_every=eval_every, epochs=epochs, minutes=minutes,
+                                   sets=tuple(set_ or ())))
     if branch_from is not None and init_from is not None:
         raise CganError("--branch-from and --init-from both say where a run starts: give one")
-    result = run_training(config, RunOptions(out=out, data=data, evaluator=evaluator, resume=resume, init_from=init_from,
-                                             snapshot_every=snapshot_every, branch_from=branch_from, guide=guide,
-                                             device=device.value, threads=threads, compile=compile,
-                                             show_progress=sys.stderr.isatty(), command=command_line()))
+    out = run.out
+    result = run_training(run.config, RunOptions(
+        out=out, data=run.data, evaluator=run.evaluator, resume=resume, init_from=init_from, snapshot_every=snapshot_every,
+        branch_from=branch_from, guide=guide, device=device.value, threads=threads, compile=compile,
+        show_progress=sys.stderr.isatty(), command=command_line()))
     if result["stopped_by"] is not None:
         typer.echo(f"stopped at step {result['step']} ({result['minutes']:.1f} min): last.pt saved; continue with "
                    f"--resume --out {out}")
