@@ -83,13 +83,19 @@ def save_generator(path: Path, net: nn.Module, vocabulary: Vocabulary, metrics: 
     return Path(path)
 
 
-def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tuple[object, bytes]:
-    """Load a file with ``weights_only=True``, reading its bytes once; returns ``(content, bytes)``.  A missing or
-    corrupt file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
+def require_file(path: Path, what: str = "checkpoint", hint: str = "") -> Path:
+    """``path`` when it is a file; else a :class:`ModelFileError` naming ``what`` it should be and ``hint``."""
     path = Path(path)
     if not path.is_file():
         hint = missing_shipped_hint(path) or hint
         raise ModelFileError(f"{what} {path} does not exist" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def read_checkpoint(path: Path, what: str = "checkpoint", hint: str = "") -> tuple[object, bytes]:
+    """Load a file with ``weights_only=True``, reading its bytes once; returns ``(content, bytes)``.  A missing or
+    corrupt file is a :class:`ModelFileError` naming ``what`` it should be and ``hint`` (how to make one)."""
+    path = require_file(path, what, hint)
     raw = path.read_bytes()
     try:
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), raw

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from rich.console import Console
 
-from cgan_export.checkpoint import generator_checkpoint
+from cgan_export.checkpoint import generator_checkpoint, require_file
 from cgan_export.codes import CodeVocabulary
 from cgan_export.contract import make_noise
 from cgan_export.errors import CganError
@@ -58,6 +58,9 @@ class Run(CarryOn):
         self.last_path = self.out / "last.pt"
         if self.last_path.exists() and not options.resume:
             raise CganError(f"{self.out} already holds a run: pass --resume to continue it, or choose another --out")
+        for path, what in ((options.branch_from, "run checkpoint"), (options.init_from, "--init-from checkpoint")):
+            if path is not None:  # a missing start fails before the data and the scorer's reference load
+                require_file(path, what)
         self.lock = RunFolderLock(self.out)  # taken by open(), given back by close()
         self.stop_signal: int | None = None  # set by SIGTERM / SIGINT: save last.pt and stop
         self.data: ICLEVRData = load_dataset(options.data, config.image_size)  # [N, 3, S, S] at the preset's size
