@@ -49,10 +49,11 @@ def test_cpu_batch_split_across_threads_matches_one_run(exported, batch):
     np.testing.assert_allclose(sliced, whole, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_onnx_reference_evaluator_matches_eager(exported, batch):
+def test_onnx_reference_evaluator_matches_eager(exported):
+    """The graph by the ONNX specification's own numpy evaluator, one image (12,288 values): batches are ONNX
+    Runtime's part above; the reference's pure-Python convolutions take ~80 s for three acgan images."""
     folder, manifest, eager = exported
-    noise, condition = parity_inputs(manifest["metadata"], batch, seed=batch)
+    noise, condition = parity_inputs(manifest["metadata"], 1, seed=1)
     ref = ReferenceEvaluator(onnx.load(folder / "generator.onnx"))
     got = ref.run(None, {"noise": noise, "condition": condition})[0]
     np.testing.assert_allclose(got, _eager(eager, noise, condition), atol=REFERENCE_ATOL, rtol=0)
