@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .export import export, parity_inputs
-from .cpu import cpu_has_bf16_kernels, cpu_model
+from .cpu import cpu_has_native_bf16, cpu_model
 from .runtime import OnnxBackend, TorchBackend, TorchScriptBackend, cuda_usable
 
 
@@ -91,7 +91,7 @@ def backends_for(checkpoint: Path, folder: Path) -> dict[str, object]:
     formats = ["onnx", "torchscript", "onnx-int8"] + (["onnx-fp16"] if cuda_usable() else [])
     export(checkpoint, formats, folder, report=lambda _: None)
     runners: dict[str, object] = {"torch eager": TorchBackend(checkpoint, "cpu")}
-    if cpu_has_bf16_kernels():  # elsewhere autocast runs reference kernels: no peer worth timing
+    if cpu_has_native_bf16():  # elsewhere autocast runs slower kernels: no peer worth timing
         runners["torch eager bf16"] = TorchBf16Backend(checkpoint, "cpu")
     runners |= {"torchscript": TorchScriptBackend(folder / "generator.torchscript.pt", "cpu"),
                 "onnxruntime cpu": OnnxBackend(folder / "generator.onnx", "cpu"),
@@ -115,7 +115,7 @@ def run_bench(checkpoint: Path, batch_sizes: list[int], repeats: int = 10, echo:
         roofs = {"cpu": matmul_gflops()}
         echo(f"cpu: {cpu_model()}")
         if "torch eager bf16" not in runners:
-            echo("torch eager bf16: left out (this CPU has no bf16 kernels: autocast would run reference kernels)")
+            echo("torch eager bf16: left out (this CPU has no native bf16: autocast would run emulated or reference kernels)")
         echo(f"model {meta['architecture']} {flops / 1e6:.0f} MFLOP/image; matmul roofline {roofs['cpu']:.0f} GFLOP/s "
              f"(fp32, {torch.get_num_threads()} threads)")
         if any("cuda" in name for name in runners):

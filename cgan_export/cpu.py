@@ -35,24 +35,29 @@ def cpu_flags() -> set[str]:
     return set(_cpuinfo("flags").split())
 
 
-BF16_KERNEL_FLAGS = ({"avx512bw", "avx512vl", "avx512dq"}, {"amx_bf16"})  # oneDNN's bf16 kernels need one of these
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products in hardware (AMD Zen 4, Intel Xeon with AMX)
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_has_bf16_kernels() -> bool:
-    """Whether torch's oneDNN runs bf16 convolutions on this CPU (AVX-512 or AMX), so that bf16 autocast pays.
+def cpu_has_native_bf16() -> bool:
+    """Whether bf16 autocast pays on this CPU: torch's oneDNN has bf16 kernels for it and, where its flags can be
+    read, the CPU multiplies bf16 in hardware (AVX512-BF16 or AMX).  Needs torch.
 
-    Without them autocast falls back to reference kernels: a training step of the ``best`` preset ran 17x slower
-    than fp32 on an AVX2-only AMD EPYC (``benchmarks/train_speed.py``, 2026-12-07).  Needs torch.
+    There bf16 trains the ``best`` preset 1.5x faster than fp32 (Zen 4) and 2.2x (a Xeon with AMX).  Without
+    oneDNN's kernels autocast falls back to reference ones: 17x slower than fp32 on an AVX2-only AMD EPYC
+    (``benchmarks/train_speed.py``, 2026-12-07).  AVX-512 without BF16 has kernels that emulate it, never measured
+    here, so such a CPU keeps fp32.
     """
     import torch
 
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # torch's own test of the same
-    with contextlib.suppress(RuntimeError, AttributeError):
-        if check is not None:
-            return bool(check())
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # torch's own test of its kernels
     flags = cpu_flags()
-    return any(needed <= flags for needed in BF16_KERNEL_FLAGS)
+    with contextlib.suppress(RuntimeError, AttributeError):
+        if check is not None and not check():
+            return False
+        if check is not None and not flags:  # flags unknown (not Linux): torch's answer
+            return True
+    return bool(flags & set(NATIVE_BF16_FLAGS))
 
 
 def cpu_model() -> str:

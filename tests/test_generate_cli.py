@@ -200,9 +200,9 @@ def test_bench_prints_ratios_to_eager_side_by_side(exported_best):
     assert "matmul roofline" in text and "x eager per round (quartiles)" in text
     for backend in ("torch eager", "torchscript", "onnxruntime cpu", "onnxruntime cpu int8"):
         assert text.count(f"| {backend} |") == 2
-    from cgan_export.cpu import cpu_has_bf16_kernels
+    from cgan_export.cpu import cpu_has_native_bf16
 
-    bf16_rows = 2 if cpu_has_bf16_kernels() else 0  # an AVX2-only CPU says why the row is left out
+    bf16_rows = 2 if cpu_has_native_bf16() else 0  # an AVX2-only CPU says why the row is left out
     assert text.count("| torch eager bf16 |") == bf16_rows and ("left out" in text) == (bf16_rows == 0)
     assert "1.00x" in text and "cpu: " in text  # the CPU model and flags beside the figures
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from cgan_export.evaluator import build_classifier, evaluator_checkpoint, group_accuracy, lab_accuracy, per_object_hits
 from cgan_export.io import atomic_path
-from cgan_export.cpu import cpu_has_bf16_kernels
+from cgan_export.cpu import cpu_has_native_bf16
 
 from .data import ICLEVRData, load_dataset, scene_key, scene_split, to_float
 from .losses import aux_group_ce
@@ -75,7 +75,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
     """Train a classifier in place (AdamW + OneCycle, flips and shifts; BCE per class, or a cross-entropy per
     attribute group) and return its metrics on ``hold``."""
     groups = train.vocabulary.groups
-    bf16 = config.bf16 and cpu_has_bf16_kernels()  # an AVX2-only CPU would run bf16 on reference kernels
+    bf16 = config.bf16 and cpu_has_native_bf16()  # an AVX2-only CPU would run bf16 on reference kernels
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, len(train))  # a tiny data folder still gets one step per epoch
     steps_per_epoch = len(train) // batch_size

@@ -113,7 +113,7 @@ class Run(CarryOn):
         precision = precision_name(autocast_for(self.config, self.device))
         self.state.devices.append(f"{describe_device(self.device)}, {precision}")
         if self.parallel.main and self.config.bf16 and self.device.type == "cpu" and precision == "fp32":
-            self.console.print("bf16 autocast off: this CPU has no bf16 kernels (AVX-512 or AMX); training in fp32")
+            self.console.print("bf16 autocast off: this CPU has no native bf16 (AVX512-BF16 or AMX); training in fp32")
         if self.parallel.main and self.scorer.note:
             self.console.print(self.scorer.note)
         if self.parallel.main:
