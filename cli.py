@@ -325,7 +325,7 @@ def evaluator_train(
                                       "conv before the max-pool (same compute as no-maxpool).")] = Stem("conv3x3"),
     batch_size: Annotated[int, typer.Option(min=8, help="Batch size.")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the split and the weights.")] = 0,
-    bf16: Annotated[bool, typer.Option(help="bf16 autocast.")] = True,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast where the CPU multiplies bf16 natively (AVX512-BF16 or AMX; else fp32).")] = True,
 ) -> None:
     """Train the lab evaluator on the real images with a scene-level holdout."""
     from cgan_export.evaluator import shipped_evaluator
