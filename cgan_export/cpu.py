@@ -50,13 +50,13 @@ def cpu_has_native_bf16() -> bool:
     """
     import torch
 
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # torch's own test of its kernels
-    flags = cpu_flags()
-    with contextlib.suppress(RuntimeError, AttributeError):
-        if check is not None and not check():
-            return False
-        if check is not None and not flags:  # flags unknown (not Linux): torch's answer
-            return True
+    flags, kernels = cpu_flags(), None
+    with contextlib.suppress(RuntimeError, AttributeError, TypeError):  # torch's own test of its kernels, if any
+        kernels = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if kernels is False:
+        return False
+    if kernels and not flags:  # flags unknown (not Linux): torch's answer
+        return True
     return bool(flags & set(NATIVE_BF16_FLAGS))
 
 

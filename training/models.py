@@ -26,8 +26,9 @@ def channels_last_for(config: TrainConfig, compiled: bool) -> bool:
 def autocast_for(config: TrainConfig, device: torch.device) -> dict:
     """``torch.autocast`` arguments of a run: bf16 where the config asks and the device gains from it. On a
     CPU with native bf16 (Zen 4, AVX-512 BF16) bf16 trains ``best`` 1.5x faster; on an AVX2-only CPU it is 17x
-    slower (reference kernels), so a CPU without runs fp32 (``cpu_has_native_bf16``); on CUDA (H200, batch 32) it was slower than fp32 with
-    TF32 (0.87x eager, 0.77x compiled: ``benchmarks/train_speed.py --compile``), so CUDA runs fp32."""
+    slower (reference kernels), so a CPU without runs fp32 (``cpu_has_native_bf16``). On CUDA (H200, batch 32)
+    it was slower than fp32 with TF32 (0.87x eager, 0.77x compiled: ``benchmarks/train_speed.py --compile``),
+    so CUDA runs fp32."""
     enabled = config.bf16 and device.type == "cpu" and cpu_has_native_bf16()
     return {"device_type": device.type, "dtype": torch.bfloat16, "enabled": enabled}
 
