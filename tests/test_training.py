@@ -398,3 +398,11 @@ def test_a_run_records_whether_it_trained_in_bf16(monkeypatch, tmp_path, data_ro
         assert run.state.devices[-1].startswith("cpu: ") and run.state.devices[-1].endswith(", fp32")
     finally:
         run.close()
+
+
+def test_each_evaluation_line_says_how_long_the_run_has_left(data_root, random_evaluator, tmp_path, capsys):
+    config = get_preset("acgan", batch_size=4, eval_every=2, eval_seeds=1, epochs=4 / 6, **TINY["acgan"])
+    train(config, RunOptions(device="cpu", out=tmp_path / "run", data=data_root, evaluator=random_evaluator,
+                             show_progress=False))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert [line.split(" (")[0] for line in lines] == ["step 2/4, ~0 min left", "step 4/4, ~0 min left"]

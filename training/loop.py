@@ -229,8 +229,23 @@ class Run(CarryOn):
         shown = (("diversity", ".3f"), ("layout_diversity", ".3f"), ("fidelity", ".2f"), ("recall", ".2f"))
         figures = "".join(f" {k} {card[k]:{spec}}" for k, spec in shown if k in card)
         figures += "".join(f" {k} {v:.3f}" for k, v in metrics.get("info", {}).items() if k != "images")
-        self.console.print(f"step {state.step} ({state.elapsed / 60:.1f} min, {record['images_per_second']:.0f} img/s): "
+        self.console.print(f"step {state.step}{self._time_left()} ({state.elapsed / 60:.1f} min, "
+                           f"{record['images_per_second']:.0f} img/s): "
                            f"{accs}{figures} selection {metrics['selection']:.3f} best {state.best_score:.3f}")
+
+    def _time_left(self) -> str:
+        """``/95540, ~13.2 h left``: the budget in iterations and the time to its end at the run's pace so far
+        (a budget in minutes: the minutes left); '' before the first iteration."""
+        state, config = self.state, self.config
+        max_steps = budget_steps(config, self.steps_per_epoch)
+        if max_steps is None:
+            seconds = max(0.0, config.minutes * 60 - state.elapsed)
+            return f", ~{seconds / 60:.0f} min left"
+        if not state.step:
+            return ""
+        seconds = (max_steps - state.step) * state.elapsed / state.step
+        left = f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+        return f"/{max_steps}, ~{left} left"
 
     def calibration_conditions(self) -> torch.Tensor:
         """[512, C] conditions the EMA generator's BatchNorm statistics are re-estimated on: training labels, or
