@@ -348,7 +348,7 @@ def test_compiled_runs_keep_weights_and_batches_in_the_contiguous_layout(data_ro
         assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs) is expected
 
 
-def test_bf16_autocast_runs_on_a_cpu_with_bf16_kernels_only(monkeypatch):
+def test_bf16_autocast_runs_on_a_cpu_with_native_bf16_only(monkeypatch):
     import training.models as models_module
 
     config = get_preset("best")
