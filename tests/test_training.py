@@ -290,7 +290,11 @@ def test_guide_classifier_trains_loads_frozen_and_refuses_other_files(data_root,
     config = GuideConfig(width=4, epochs=1, batch_size=4, resolution=32)
     metrics = train_guide(data_root, tmp_path / "guide.pt", config, show_progress=False)
     assert 0.0 <= metrics["holdout_lab_accuracy"] <= 1.0
+    from cgan_export.cpu import cpu_has_native_bf16
+
+    assert metrics["precision"] == ("bf16 autocast" if cpu_has_native_bf16() else "fp32")  # what it trained in
     net, info = load_guide(tmp_path / "guide.pt")
+    assert info["metrics"]["precision"] == metrics["precision"]
     assert not any(p.requires_grad for p in net.parameters()) and not net.training and net.resolution == 32
     assert net(torch.zeros(2, 3, 64, 64)).shape == (2, 24) and len(info["sha256"]) == 64
     with pytest.raises(CganError, match="not a guide classifier"):

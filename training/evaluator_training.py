@@ -16,6 +16,7 @@ from cgan_export.cpu import cpu_has_native_bf16
 
 from .data import ICLEVRData, load_dataset, scene_key, scene_split, to_float
 from .losses import aux_group_ce
+from .models import precision_name
 from .progress import make_progress
 
 
@@ -109,6 +110,7 @@ def fit_classifier(net: torch.nn.Module, train: ICLEVRData, hold: ICLEVRData, co
     per_group = group_accuracy(*per_object_hits(holdout_scores(net, hold, config.channels_last), hold.labels, groups),
                                hold.vocabulary) if groups else {}
     return {"holdout_lab_accuracy": acc, **({"holdout_group_accuracy": per_group} if groups else {}),
+            "precision": precision_name(bf16),  # the arithmetic it trained in (bf16 only where the CPU has it)
             "holdout_images": len(hold),
             "holdout_scenes": int(len({scene_key(f) for f in hold.files})),
             "train_images": len(train), "train_seconds": round(elapsed, 1), "images_per_second": round(seen / elapsed, 1)}

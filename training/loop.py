@@ -110,7 +110,7 @@ class Run(CarryOn):
         elif self.options.init_from is not None:
             self.state.init_from = init_from(self.models, self.config, Path(self.options.init_from), self.device, self.console)
         self.state.commands.append(self.options.command)  # None: called from Python
-        precision = precision_name(autocast_for(self.config, self.device))
+        precision = precision_name(autocast_for(self.config, self.device)["enabled"])
         self.state.devices.append(f"{describe_device(self.device)}, {precision}")
         if self.parallel.main and self.config.bf16 and self.device.type == "cpu" and precision == "fp32":
             self.console.print("bf16 autocast off: this CPU has no native bf16 (AVX512-BF16 or AMX); training in fp32")

@@ -33,9 +33,9 @@ def autocast_for(config: TrainConfig, device: torch.device) -> dict:
     return {"device_type": device.type, "dtype": torch.bfloat16, "enabled": enabled}
 
 
-def precision_name(autocast: dict) -> str:
-    """How a run's arithmetic is done, for its records: ``bf16 autocast`` or ``fp32``."""
-    return "bf16 autocast" if autocast["enabled"] else "fp32"
+def precision_name(bf16: bool) -> str:
+    """How a training's arithmetic is done, for its records: ``bf16 autocast`` or ``fp32``."""
+    return "bf16 autocast" if bf16 else "fp32"
 
 
 class Models:
