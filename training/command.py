@@ -7,8 +7,7 @@ overrides on top (the loop refuses those a resume may not change).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cgan_export.errors import CganError
@@ -63,7 +62,7 @@ def resolve_run(request: TrainRequest) -> ResolvedRun:
     if preset not in PRESETS:
         raise CganError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     base = get_preset(preset) if saved is None else saved_config(saved["config"], str(out / CONFIG))
-    return ResolvedRun(out=out, data=data, evaluator=evaluator, config=dataclasses.replace(base, **_overrides(r)))
+    return ResolvedRun(out=out, data=data, evaluator=evaluator, config=replace(base, **_overrides(r)))
 
 
 def _overrides(r: TrainRequest) -> dict:
