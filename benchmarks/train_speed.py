@@ -4,6 +4,10 @@
     python benchmarks/train_speed.py --preset best --steps 30 --compile   # fp32 and bf16, eager and torch.compile
     python benchmarks/train_speed.py --preset faces --image-sizes 64,96   # the faces preset at 64 and at 96 pixels
     python benchmarks/train_speed.py --preset best --rounds 3             # variants alternate; medians over rounds
+
+The GFLOP/s column divides one iteration's floating-point operations (torch's FlopCounterMode: convolutions and
+matrix products, forward and backward) by its seconds: set beside the CPU's peak it says how much a faster
+kernel could still win.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,9 +37,10 @@ VARIANTS = {
 }
 
 
-def step_seconds(config, steps: int, device: torch.device, compiled: bool = False) -> float:
-    """Median seconds of one full training iteration (n_critic D steps, one G step, EMA); ``compiled``:
-    G and D through ``torch.compile`` as a run compiles them (its first iterations compile and are not timed)."""
+def step_seconds(config, steps: int, device: torch.device, compiled: bool = False) -> tuple[float, float]:
+    """Median seconds of one full training iteration (n_critic D steps, one G step, EMA), and the iteration's
+    floating-point operations (counted on one more, untimed iteration; 0 when compiled); ``compiled``: G and D
+    through ``torch.compile`` as a run compiles them (its first iterations compile and are not timed)."""
     torch.manual_seed(0)
     size = config.image_size
     models = Models(config, 24, size, device)
@@ -47,18 +53,27 @@ def step_seconds(config, steps: int, device: torch.device, compiled: bool = Fals
     labels = (torch.rand(b, 24, device=device) < 0.08).float()
     labels[:, 0] = 1
     autocast = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": config.bf16}
-    times = []
-    warm = 4 if compiled else 2
-    for i in range(steps + warm):
-        start = time.perf_counter()
+
+    def iteration(i: int) -> None:
         for _ in range(config.n_critic):
             d_step(models, config, real, labels, labels, torch.randn(b, models.g.config.z_dim, device=device), autocast)
         g_step(models, config, labels, torch.randn(b, models.g.config.z_dim, device=device), i, autocast)
         models.update_ema(config.ema_decay, i)
         if device.type == "cuda":
             torch.cuda.synchronize()
+
+    flops = 0.0
+    if not compiled:  # the counter sees eager operators only
+        with FlopCounterMode(display=False) as counter:
+            iteration(0)
+        flops = float(counter.get_total_flops())
+    times = []
+    warm = 4 if compiled else 2
+    for i in range(steps + warm):
+        start = time.perf_counter()
+        iteration(i)
         times.append(time.perf_counter() - start)
-    return statistics.median(times[warm:])
+    return statistics.median(times[warm:]), flops
 
 
 def main() -> None:
@@ -82,7 +97,7 @@ def main() -> None:
         base = replace(base, batch_size=args.batch_size)
     print(f"preset {args.preset}, batch {base.batch_size}, device {device}, {torch.get_num_threads()} threads")
     print(f"cpu: {cpu_model()}")
-    print("| variant | s/iteration | images/s | x first row |\n|---|---|---|---|")
+    print("| variant | s/iteration | images/s | GFLOP/s | x first row |\n|---|---|---|---|---|")
     first = None
     runs = [(name, flags, False) for name, flags in VARIANTS.items()]
     if args.image_sizes:
@@ -91,14 +106,18 @@ def main() -> None:
         runs = [(f"{name}, {mode}", {"bf16": name == "bf16"}, mode == "compiled")
                 for mode in ("eager", "compiled") for name in ("fp32", "bf16")]
     timings: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    flops: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, flags, compiled in runs:
-            timings[name].append(step_seconds(replace(base, **flags), args.steps, device, compiled))
+            seconds, counted = step_seconds(replace(base, **flags), args.steps, device, compiled)
+            timings[name].append(seconds)
+            flops[name] = counted or flops.get(name, 0.0)
     for name, _, _ in runs:
         seconds = statistics.median(timings[name])
         ips = base.batch_size / seconds
         first = first or ips
-        print(f"| {name} | {seconds:.3f} | {ips:.1f} | {ips / first:.2f}x |", flush=True)
+        rate = f"{flops[name] / seconds / 1e9:.1f}" if flops[name] else "-"  # compiled rows are not counted
+        print(f"| {name} | {seconds:.3f} | {ips:.1f} | {rate} | {ips / first:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
