@@ -240,7 +240,8 @@ def evaluate(
     conditions: Annotated[Optional[list[Path]], typer.Option(help="Condition files (default: test.json and new_test.json "
                                                              "of the data folder; every group combination for groups).")] = None,
     data: DataOption = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds.")] = 10,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds: the accuracy and the "
+                                                "scorecard are each their mean ± std over them.")] = 10,
     first_seed: Annotated[int, typer.Option(min=0, help="First noise seed (e.g. 100: seeds that checkpoint "
                                             "selection, which scores seeds 0..eval_seeds-1, never saw).")] = 0,
     evaluator: EvaluatorOption = None,
@@ -248,7 +249,7 @@ def evaluate(
                                                  "precision and recall against the real data.")] = True,
     report: Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
-    """Lab accuracy (mean ± std over seeds) per condition file, and the scorecard beside the real data's."""
+    """Lab accuracy per condition file, and the scorecard beside the real data's, each as mean ± std over seeds."""
     evaluate_models, = training_names("model_scores", "evaluate_models")
     evaluate_models(model or [None], backend.value, device.value, data, conditions, seeds, first_seed, evaluator,
                     with_scorecard, report, echo=typer.echo)

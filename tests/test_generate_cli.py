@@ -313,6 +313,9 @@ def test_evaluate_prints_the_scorecard_beside_the_real_data(exported_best, rando
     assert saved["real data"]["accuracy"]["test.json"]["mean"] == pytest.approx(float(held_out), abs=5e-4)
     card = saved["models"][str(exported_best / "generator.onnx")]["scorecard"]
     assert card["diversity_sets"] == 7 and 0 <= card["precision"] <= 1 and card["frechet_floor"] > 0
+    assert card["seeds"] == [0, 1] and len(card["per_seed"]) == 2  # one scorecard per noise seed, as the accuracy
+    model_row = next(line for line in text.splitlines() if line.startswith(f"| {exported_best / 'generator.onnx'} |"))
+    assert model_row.count(" ± ") == 2 + 5  # the two files' accuracy, then the five figures' spread over seeds
     assert saved["real data"]["diversity"] == 1.0 and "selection_rule" in saved
 
 

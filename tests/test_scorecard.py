@@ -142,3 +142,40 @@ def test_markdown_table_shows_each_group_and_the_real_images_accuracy_beside_the
     assert header.startswith("| model | combinations | hair | eyes | diversity")
     assert real.startswith("| real data | 0.711 | 0.719 | 0.703 | 0.900 |")
     assert model.startswith("| g.onnx | 0.877 ± 0.011 | 0.948 | 0.807 | 0.900 |")
+
+
+def test_a_scorecard_over_seeds_is_each_figure_s_mean_and_spread_over_one_card_per_seed(reference):
+    ref, evaluator = reference
+    card = scorecard.score_over_seeds(real_generator, 8, ref, evaluator, range(3, 7))
+    singles = [scorecard.score(real_generator, 8, ref, evaluator, seed) for seed in range(3, 7)]
+    assert card["seeds"] == [3, 4, 5, 6] and card["per_seed"] == singles
+    for key in scorecard.SPREAD_FIGURES:  # mean and population std of the four cards, to float rounding
+        values = np.array([c[key] for c in singles])
+        assert card[key] == pytest.approx(values.mean(), rel=1e-9) and card["std"][key] == pytest.approx(values.std(), abs=1e-12)
+    assert card["std"]["fidelity"] > 0  # each seed draws other images: one card is one draw
+    assert card["diversity_sets"] == 6 and card["feature_images"] == 300  # counts are kept, not averaged
+
+
+def test_markdown_table_shows_a_scorecard_over_seeds_as_mean_and_spread():
+    card = {"diversity": 0.99, "layout_diversity": 0.809, "frechet": 29.6, "fidelity": 1.526, "precision": 0.846,
+            "recall": 0.86, "std": {"diversity": 0.002, "layout_diversity": 0.003, "frechet": 0.6, "fidelity": 0.029,
+                                    "precision": 0.01, "recall": 0.013}}
+    accuracy = {"g.onnx": {"test.json": {"mean": 0.986, "std": 0.011}}}
+    row = scorecard.markdown_table({"g.onnx": card}, accuracy).splitlines()[-1]
+    assert row == ("| g.onnx | 0.986 ± 0.011 | 0.990 ± 0.002 | 0.809 ± 0.003 | 29.6 (1.53 ± 0.03x) | 0.846 ± 0.010 "
+                   "| 0.860 ± 0.013 |")
+
+
+def test_the_scorecard_draws_its_images_in_bounded_batches_with_the_same_figures(reference, monkeypatch):
+    ref, evaluator = reference
+    whole = scorecard.score(real_generator, 8, ref, evaluator, seed=4)  # 300 feature images > one batch of 256
+    rows = []
+
+    def recording(noise, condition):
+        rows.append(len(noise))
+        return real_generator(noise, condition)
+
+    monkeypatch.setattr(scorecard, "GENERATE_BATCH", 7)
+    card = scorecard.score(recording, 8, ref, evaluator, seed=4)
+    assert max(rows) == 7 and sum(rows) == 6 * 24 + 300  # the diversity sets' images, then the feature images
+    assert card == whole  # each row's image depends on its own noise alone

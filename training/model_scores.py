@@ -24,7 +24,7 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
                     conditions: list[Path] | None, seeds: int, first_seed: int, evaluator: Path | None,
                     with_scorecard: bool, report: Path | None, echo: Callable[[str], None] = print) -> dict:
     """Score each model (None: the shipped one) on the data folder's condition sets (or ``conditions`` files)
-    over ``seeds`` noise seeds from ``first_seed``; print a line per set and the scorecard table; write the JSON
+    and its scorecard, each over ``seeds`` noise seeds from ``first_seed``; print a line per set and the scorecard table; write the JSON
     ``report`` when given.  Returns the results by model name."""
     root = resolve_data_root(data)
     vocabulary = load_vocabulary(root)
@@ -55,7 +55,8 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
                        + ", ".join(f"{k} {v:.2f}" + (f" (real {real[k]:.2f})" if k in real else "") for k, v in worst)
                        + "".join(f"; {g} {v:.4f}" for g, v in r.get("per_group", {}).items()))
         if reference:
-            rows[name] = results[name]["scorecard"] = cards.score(runner.run, int(runner.metadata["z_dim"]), reference, scorer)
+            rows[name] = results[name]["scorecard"] = cards.score_over_seeds(
+                runner.run, int(runner.metadata["z_dim"]), reference, scorer, range(first_seed, first_seed + seeds))
     if len(rows) > len(references) and any("accuracy" in r for r in results.values()):
         accuracy.update({k: v["accuracy"] for k, v in results.items() if "accuracy" in v})
         echo(cards.markdown_table(rows, accuracy))
