@@ -61,3 +61,17 @@ def test_a_folder_without_metrics_or_of_another_kind_is_one_line(tmp_path):
     faces = _write_run(tmp_path / "faces", [{**_scene(1000, 0.8, 60.0, 0.6), "combinations": {"mean": 0.8}}])
     result = _run(scene, faces)
     assert result.returncode != 0 and "different kinds of data" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hold_counts_a_target_from_the_first_of_k_evaluations_in_a_row_that_meet_it(tmp_path):
+    lucky = [_scene(1000, 0.96, 29.0, 0.81), _scene(2000, 0.96, 31.0, 0.81),  # one card under 1.5x, then above
+             _scene(3000, 0.96, 29.5, 0.81), _scene(4000, 0.96, 29.0, 0.81), _scene(5000, 0.96, 28.0, 0.81)]
+    run = _write_run(tmp_path / "lucky", lucky)
+    once, held = _run(run), _run(run, "--hold", "3")
+    assert once.returncode == held.returncode == 0, once.stderr + held.stderr
+    assert "| Fréchet distance <= 1.5x the floor | 1,000 (3 min) |" in once.stdout
+    assert "| Fréchet distance <= 1.5x the floor | 3,000 (10 min) |" in held.stdout
+    assert "| recall >= 0.8 | 1,000 (3 min) |" in held.stdout  # met at every evaluation
+    assert "| Fréchet distance <= 1.5x the floor | not yet (last 5,000) |" in _run(run, "--hold", "4").stdout
+    bad = _run(run, "--hold", "0")
+    assert bad.returncode != 0 and bad.stderr.strip() == "error: --hold must be at least 1"
