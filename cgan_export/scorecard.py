@@ -27,6 +27,7 @@ from .evaluator import Evaluator
 GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (noise [N, Z], condition [N, C]) -> images [N, 3, H, W]
 GENERATE_BATCH = 256  # images per generator call: ONNX Runtime keeps its largest batch's activations (a faces
 # scorecard's 2,318 images at 96x96 in one call held 11.6 GB per model)
+SPREAD_FIGURES = ("diversity", "layout_diversity", "frechet", "fidelity", "precision", "recall")  # mean ± std over seeds
 
 # Checkpoint selection: accuracy counts in full only where diversity and fidelity reach their targets.
 DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
@@ -158,9 +159,6 @@ def score(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator:
     """Diversity, fidelity (Fréchet distance and its ratio to the real floor), precision and recall of a generator."""
     out = diversity_ratio(generate, z_dim, reference, seed)
     return {**out, **fidelity(generate, z_dim, reference, evaluator, reference.held_conditions.astype(np.float32), seed + 1)}
-
-
-SPREAD_FIGURES = ("diversity", "layout_diversity", "frechet", "fidelity", "precision", "recall")
 
 
 def score_over_seeds(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator,
