@@ -27,7 +27,6 @@ from .evaluator import Evaluator
 GenerateFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (noise [N, Z], condition [N, C]) -> images [N, 3, H, W]
 GENERATE_BATCH = 256  # images per generator call: ONNX Runtime keeps its largest batch's activations (a faces
 # scorecard's 2,318 images at 96x96 in one call held 11.6 GB per model)
-SPREAD_FIGURES = ("diversity", "layout_diversity", "frechet", "fidelity", "precision", "recall")  # mean ± std over seeds
 
 # Checkpoint selection: accuracy counts in full only where diversity and fidelity reach their targets.
 DIVERSITY_TARGET = 0.8  # diversity ratio, generated / real
@@ -161,16 +160,21 @@ def score(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator:
     return {**out, **fidelity(generate, z_dim, reference, evaluator, reference.held_conditions.astype(np.float32), seed + 1)}
 
 
+def over_seeds(card_of_seed: Callable[[int], dict], seeds: Sequence[int]) -> dict:
+    """The card ``card_of_seed(seed)`` for each noise seed in ``seeds``, summed up: every figure's mean, its std
+    (ddof 0) under ``std``, the cards under ``per_seed``; counts (ints) as the first card has them. One seed's
+    figure is one draw: the shipped i-CLEVR generator's Fréchet ratio spans 1.46-1.57x over seeds 0-9."""
+    per_seed = [card_of_seed(seed) for seed in seeds]
+    figures = [key for key, value in per_seed[0].items() if isinstance(value, float)]
+    card = {**per_seed[0], **{key: float(np.mean([c[key] for c in per_seed])) for key in figures}}
+    card["std"] = {key: float(np.std([c[key] for c in per_seed])) for key in figures}
+    return {**card, "seeds": list(seeds), "per_seed": per_seed}
+
+
 def score_over_seeds(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator,
                      seeds: Sequence[int]) -> dict:
-    """:func:`score` for each noise seed in ``seeds``: every figure's mean over them, its ``std`` (ddof 0) under
-    ``std``, and the cards themselves under ``per_seed``. One seed's figure is one draw: the shipped i-CLEVR
-    generator's Fréchet ratio spans 1.46-1.57x over seeds 0-9."""
-    per_seed = [score(generate, z_dim, reference, evaluator, seed) for seed in seeds]
-    card = {key: float(np.mean([c[key] for c in per_seed])) if isinstance(value, float) else value
-            for key, value in per_seed[0].items()}
-    card["std"] = {key: float(np.std([c[key] for c in per_seed])) for key in SPREAD_FIGURES}
-    return {**card, "seeds": list(seeds), "per_seed": per_seed}
+    """:func:`score` over noise ``seeds`` (:func:`over_seeds`): what ``evaluate`` prints and reports."""
+    return over_seeds(lambda seed: score(generate, z_dim, reference, evaluator, seed), seeds)
 
 
 def fidelity(generate: GenerateFn, z_dim: int, reference: RealReference, evaluator: Evaluator, conditions: np.ndarray,
@@ -211,19 +215,15 @@ def codes_card(generate: GenerateFn, z_dim: int, reference: RealReference, evalu
     return card
 
 
-def codes_table(cards: dict[str, list[dict]]) -> str:
-    """InfoGAN scorecards as a Markdown table: per name, the mean ± std over its seeds' cards (the real row:
-    one card with the real figures)."""
+def codes_table(cards: dict[str, dict]) -> str:
+    """InfoGAN scorecards as a Markdown table, one row per name: a card over seeds (:func:`over_seeds`) as
+    mean ± std, the real row's bare figures."""
     keys = [("fidelity", "Fréchet (x real floor)", 2), ("precision", "precision", 3), ("recall", "recall", 3),
             ("noise_spread", f"noise spread (real 1.0, target >= {NOISE_SPREAD_TARGET})", 3)]
     lines = ["| model | " + " | ".join(label for _, label, _ in keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, runs in cards.items():
-        cells = []
-        for key, _, digits in keys:
-            values = np.array([card[key] for card in runs if key in card])
-            cells.append("-" if not len(values) else f"{values.mean():.{digits}f}" if len(values) == 1 else
-                         f"{values.mean():.{digits}f} ± {values.std():.{digits}f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, card in cards.items():
+        lines.append(f"| {name} | " + " | ".join(_figure(card, key, digits) if key in card else "-"
+                                                 for key, _, digits in keys) + " |")
     return "\n".join(lines)
 
 

@@ -97,8 +97,8 @@ def _codes_scores(name: str, runner, reference, scorer, seeds: int, first_seed: 
         raise DatasetError("an InfoGAN model is scored against real images: give --data a folder of them "
                            "(and leave out --no-scorecard)")
     vocabulary = metadata_vocabulary(runner.metadata)
-    runs = [cards.codes_card(runner.run, int(runner.metadata["z_dim"]), reference, scorer, vocabulary, seed)
-            for seed in range(first_seed, first_seed + seeds)]
+    card = cards.over_seeds(lambda seed: cards.codes_card(runner.run, int(runner.metadata["z_dim"]), reference, scorer,
+                                                          vocabulary, seed), range(first_seed, first_seed + seeds))
     real = {**reference.real_figures(), "noise_spread": 1.0}
-    echo(cards.codes_table({"real data": [real], f"{name}, seeds {first_seed}-{first_seed + seeds - 1}": runs}))
-    return {"scorecards": runs}
+    echo(cards.codes_table({"real data": real, f"{name}, seeds {first_seed}-{first_seed + seeds - 1}": card}))
+    return {"scorecard": card}
