@@ -24,8 +24,8 @@ def evaluate_models(models: list[Path | None], backend: str, device: str, data: 
                     conditions: list[Path] | None, seeds: int, first_seed: int, evaluator: Path | None,
                     with_scorecard: bool, report: Path | None, echo: Callable[[str], None] = print) -> dict:
     """Score each model (None: the shipped one) on the data folder's condition sets (or ``conditions`` files)
-    and its scorecard, each over ``seeds`` noise seeds from ``first_seed``; print a line per set and the scorecard table; write the JSON
-    ``report`` when given.  Returns the results by model name."""
+    and its scorecard, each over ``seeds`` noise seeds from ``first_seed``; print a line per set and the
+    scorecard table; write the JSON ``report`` when given.  Returns the results by model name."""
     root = resolve_data_root(data)
     vocabulary = load_vocabulary(root)
     sets = ({p.name: read_condition_file(p) for p in conditions} if conditions else
