@@ -245,7 +245,7 @@ def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
     """The scorecard as a Markdown table, one row per name (``accuracy``: name -> condition file -> result, with
     ``per_group`` for attribute groups); the condition files keep the order they were evaluated in (test.json
     before new_test.json).  A row whose result has no ``std`` (real images: the evaluator's held-out accuracy
-    of them, under every file; a card of one seed) shows the bare figure."""
+    of them, under every file; a card without ``std``, such as a run's own) shows the bare figure."""
     files = list(dict.fromkeys(f for result in accuracy.values() for f in result))
     groups = list(dict.fromkeys(g for result in accuracy.values() for r in result.values() for g in r.get("per_group", {})))
     lines = ["| model | " + " | ".join(files + groups) + " | diversity (real 1.0) | layout diversity | Fréchet distance "
@@ -263,7 +263,7 @@ def markdown_table(cards: dict[str, dict], accuracy: dict[str, dict]) -> str:
 
 
 def _figure(card: dict, key: str, digits: int) -> str:
-    """A scorecard figure: ``mean ± std`` over noise seeds (:func:`score_over_seeds`), else the bare figure."""
+    """A scorecard figure: ``mean ± std`` over noise seeds (:func:`over_seeds`), else the bare figure."""
     spread = card.get("std", {})
     return f"{card[key]:.{digits}f} ± {spread[key]:.{digits}f}" if key in spread else f"{card[key]:.{digits}f}"
 
